@@ -1,0 +1,1 @@
+"""Render, validate and register the mcp-tailnet ECS Fargate task definition."""

@@ -1,0 +1,1 @@
+"""Tailscale sidecar: entrypoint around containerboot and the unix-socket MCP gateway."""

@@ -1,0 +1,1 @@
+"""A hosted, read-only, kubectl-style Kubernetes/EKS inspector MCP server."""
