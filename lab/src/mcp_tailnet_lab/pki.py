@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOid, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=2)
 
@@ -94,8 +94,8 @@ class CertificateAuthority:
         """A leaf certificate signed by this CA for the given names and usages."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
-        usages = ([ExtendedKeyUsageOid.SERVER_AUTH] if server else []) + (
-            [ExtendedKeyUsageOid.CLIENT_AUTH] if client else []
+        usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
+            [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         )
         if not usages:
             raise ValueError("a leaf certificate needs server=True and/or client=True")
