@@ -1,0 +1,319 @@
+"""Turn the templates into documents for one account, region and image version.
+
+The templates carry bare upper-case placeholders (ACCOUNT_ID, REGION, VERSION,
+OWNER, ...) so they stay valid JSON that botocore and our rules can check as they
+are. Rendering substitutes them and applies the few structural choices (subnets,
+secret ARN, state on EFS, registry) that a string substitution cannot express.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from mcp_tailnet_ecs import templates
+from mcp_tailnet_ecs.templates import Bundle
+
+#: placeholder -> the render option that fills it
+PLACEHOLDERS = {
+    "ACCOUNT_ID": "--account-id",
+    "REGION": "--region",
+    "VERSION": "--version",
+    "OWNER": "--owner",
+    "EKS_CLUSTER_NAME": "--eks-cluster",
+    "ECS_CLUSTER": "--ecs-cluster",
+    "PRIVATE_SUBNET_ID": "--subnet",
+    "SECURITY_GROUP_ID": "--security-group",
+    "MCP_SERVER_IMAGE": "--server-image",
+}
+_PLACEHOLDER_RE = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(PLACEHOLDERS) + r")(?![A-Za-z0-9_])")
+TEMPLATE_REGISTRY = "ghcr.io/OWNER"
+DEFAULT_SECRET_NAME = "mcp-tailnet/ts-authkey"
+SIDECAR_IMAGE = "mcp-tailnet-sidecar"
+INSPECTOR_IMAGE = "eks-inspector"
+STATE_DIR = "/var/lib/tailscale"
+STATE_VOLUME = "tailscale-state"
+
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_REGISTRY = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
+_ECR_REGISTRY = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:/(.*))?")
+_OWNER = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
+_EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
+_ECS_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_SUBNET = re.compile(r"subnet-[0-9a-f]{8,17}")
+_SG = re.compile(r"sg-[0-9a-f]{8,17}")
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+_SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}")
+_KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}")
+_EFS_ID = re.compile(r"fs-[0-9a-f]{8,40}")
+_EFS_AP = re.compile(r"fsap-[0-9a-f]{8,40}")
+_LOGIN_SERVER = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[^\s]*)?")
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
+
+
+class RenderError(ValueError):
+    """A render option is invalid; str() is one line naming the option."""
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything that differs between one deployment and another."""
+
+    account_id: str
+    region: str
+    version: str
+    owner: str | None = None
+    registry: str | None = None
+    eks_cluster: str = "EKS_CLUSTER_NAME"
+    ecs_cluster: str = "mcp-tailnet"
+    subnets: tuple[str, ...] = ()
+    security_group: str | None = None
+    hostname: str | None = None
+    secret_name: str = DEFAULT_SECRET_NAME
+    secret_arn: str | None = None
+    kms_key_arn: str | None = None
+    login_server: str | None = None
+    state: str = "ephemeral"
+    efs_file_system_id: str | None = None
+    efs_access_point_id: str | None = None
+    server_image: str | None = None
+    extra_env: tuple[tuple[str, str], ...] = field(default=())
+
+    def check(self) -> None:
+        """Raise RenderError naming the first bad option."""
+
+        def need(ok: bool, option: str, value: object, what: str) -> None:
+            if not ok:
+                raise RenderError(f"{option}: {value!r} is not {what}")
+
+        need(bool(_ACCOUNT.fullmatch(self.account_id)), "--account-id", self.account_id, "a 12-digit AWS account id")
+        need(bool(_REGION.fullmatch(self.region)), "--region", self.region, "an AWS region name")
+        need(bool(_TAG.fullmatch(self.version)), "--version", self.version, "an image tag")
+        if self.registry is None and self.owner is None:
+            raise RenderError("--owner: required (ghcr.io/OWNER/...) unless --registry names the whole registry")
+        if self.owner is not None:
+            need(bool(_OWNER.fullmatch(self.owner)), "--owner", self.owner, "a lower-case registry namespace")
+        if self.registry is not None:
+            need(bool(_REGISTRY.fullmatch(self.registry)), "--registry", self.registry, "a registry[/path]")
+        if self.eks_cluster != "EKS_CLUSTER_NAME":
+            need(bool(_EKS_NAME.fullmatch(self.eks_cluster)), "--eks-cluster", self.eks_cluster, "an EKS cluster name")
+        need(bool(_ECS_NAME.fullmatch(self.ecs_cluster)), "--ecs-cluster", self.ecs_cluster, "an ECS cluster name")
+        for subnet in self.subnets:
+            need(bool(_SUBNET.fullmatch(subnet)), "--subnet", subnet, "a subnet id (subnet-...)")
+        if self.security_group is not None:
+            need(bool(_SG.fullmatch(self.security_group)), "--security-group", self.security_group, "a security group id (sg-...)")
+        if self.hostname is not None:
+            need(bool(_HOSTNAME.fullmatch(self.hostname)), "--hostname", self.hostname, "a lower-case DNS label")
+        need(bool(_SECRET_NAME.fullmatch(self.secret_name)), "--secret-name", self.secret_name, "a Secrets Manager secret name")
+        if self.secret_arn is not None:
+            m = _SECRET_ARN.fullmatch(self.secret_arn)
+            need(bool(m), "--secret-arn", "<arn>", "a full Secrets Manager secret ARN (with its 6-character suffix)")
+            assert m
+            if m.group(1) != self.region:
+                raise RenderError(f"--secret-arn: the secret is in {m.group(1)}, the task in {self.region}")
+        if self.kms_key_arn is not None:
+            need(bool(_KMS_ARN.fullmatch(self.kms_key_arn)), "--kms-key-arn", self.kms_key_arn, "a KMS key ARN")
+        if self.login_server is not None:
+            need(bool(_LOGIN_SERVER.fullmatch(self.login_server)), "--login-server", self.login_server, "an http(s) URL")
+        need(self.state in ("ephemeral", "efs"), "--state", self.state, "ephemeral or efs")
+        if self.state == "efs":
+            need(bool(self.efs_file_system_id and _EFS_ID.fullmatch(self.efs_file_system_id)),
+                 "--efs-file-system-id", self.efs_file_system_id, "an EFS file system id (fs-...), required with --state efs")
+            need(bool(self.efs_access_point_id and _EFS_AP.fullmatch(self.efs_access_point_id)),
+                 "--efs-access-point-id", self.efs_access_point_id, "an EFS access point id (fsap-...), required with --state efs")
+        elif self.efs_file_system_id or self.efs_access_point_id:
+            raise RenderError("--efs-file-system-id: only meaningful with --state efs")
+        if self.server_image is not None:
+            need(bool(_IMAGE.fullmatch(self.server_image)), "--server-image", self.server_image, "an image reference")
+        for name, _ in self.extra_env:
+            if "AUTHKEY" in name.upper() or "AUTH_KEY" in name.upper():
+                raise RenderError(f"--env: {name} belongs in Secrets Manager, never in environment")
+
+    @property
+    def image_registry(self) -> str:
+        return self.registry or f"ghcr.io/{self.owner}"
+
+    @property
+    def secret_value_from(self) -> str:
+        """What the task definition's `valueFrom` names: the full ARN, or the partial one."""
+        if self.secret_arn:
+            return self.secret_arn
+        return f"arn:aws:secretsmanager:{self.region}:{self.account_id}:secret:{self.secret_name}"
+
+    @property
+    def secret_policy_resource(self) -> str:
+        """The IAM resource for exactly that secret (`-??????` matches the random suffix)."""
+        if self.secret_arn:
+            return self.secret_arn
+        return f"{self.secret_value_from}-??????"
+
+
+def strings(doc: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a JSON document with its JSON path."""
+    if isinstance(doc, str):
+        yield path, doc
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from strings(value, f"{path}.{key}" if path else key)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from strings(value, f"{path}[{i}]")
+
+
+def leftover_placeholders(doc: Any) -> list[str]:
+    """JSON paths that still hold a template placeholder."""
+    return [f"{path}: {m.group(1)} (pass {PLACEHOLDERS[m.group(1)]})" for path, text in strings(doc) for m in [_PLACEHOLDER_RE.search(text)] if m]
+
+
+def _substitute(doc: Any, values: dict[str, str]) -> Any:
+    if isinstance(doc, str):
+        return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(1)), doc)
+    if isinstance(doc, dict):
+        return {k: _substitute(v, values) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_substitute(v, values) for v in doc]
+    return doc
+
+
+def _set_env(container: dict[str, Any], name: str, value: str) -> None:
+    env = container.setdefault("environment", [])
+    for item in env:
+        if item["name"] == name:
+            item["value"] = value
+            return
+    env.append({"name": name, "value": value})
+
+
+def sidecar_of(task_definition: dict[str, Any]) -> dict[str, Any] | None:
+    """The Tailscale sidecar container: the one running our sidecar image."""
+    for c in task_definition.get("containerDefinitions", []):
+        if SIDECAR_IMAGE in str(c.get("image", "")).rsplit("/", 1)[-1]:
+            return c
+    return None
+
+
+def _retarget_images(task_definition: dict[str, Any], registry: str) -> None:
+    for c in task_definition.get("containerDefinitions", []):
+        image = c.get("image", "")
+        if image.startswith(TEMPLATE_REGISTRY + "/"):
+            c["image"] = registry + image[len(TEMPLATE_REGISTRY):]
+
+
+def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: bool) -> None:
+    sidecar = sidecar_of(td)
+    if sidecar is None:
+        return
+    for secret in sidecar.get("secrets", []):
+        if secret["name"] in ("TS_AUTHKEY", "TS_AUTH_KEY"):
+            secret["valueFrom"] = opts.secret_value_from
+    if opts.hostname and primary:
+        _set_env(sidecar, "TS_HOSTNAME", opts.hostname)
+    if opts.login_server:
+        _set_env(sidecar, "TS_EXTRA_ARGS", f"--login-server={opts.login_server}")
+    for name, value in opts.extra_env:
+        _set_env(sidecar, name, value)
+    if opts.state == "efs" and primary:
+        td.setdefault("volumes", []).append({
+            "name": STATE_VOLUME,
+            "efsVolumeConfiguration": {
+                "fileSystemId": opts.efs_file_system_id,
+                "transitEncryption": "ENABLED",
+                "authorizationConfig": {"accessPointId": opts.efs_access_point_id, "iam": "ENABLED"},
+            },
+        })
+        sidecar.setdefault("mountPoints", []).append(
+            {"sourceVolume": STATE_VOLUME, "containerPath": STATE_DIR, "readOnly": False}
+        )
+        _set_env(sidecar, "TS_STATE_DIR", STATE_DIR)
+        # With state kept, the key is needed only for the first login.
+        _set_env(sidecar, "TS_AUTH_ONCE", "true")
+
+
+def _execution_policy(policy: dict[str, Any], opts: RenderOptions, images: list[str]) -> dict[str, Any]:
+    statements = []
+    ecr = _ECR_REGISTRY.fullmatch(opts.image_registry)
+    for st in policy["Statement"]:
+        sid = st.get("Sid", "")
+        if sid.startswith("Ecr"):
+            if not ecr:
+                continue  # images come from another registry: no ECR rights at all
+            if sid == "EcrPullOurImages":
+                account, region = ecr.group(1), ecr.group(2)
+                repos = sorted({
+                    img.split(":", 1)[0].split("/", 1)[1]
+                    for img in images
+                    if img.startswith(opts.image_registry + "/")
+                })
+                st["Resource"] = [f"arn:aws:ecr:{region}:{account}:repository/{repo}" for repo in repos]
+        if sid == "ReadTheTailscaleAuthKey":
+            st["Resource"] = opts.secret_policy_resource
+        statements.append(st)
+    if opts.kms_key_arn:
+        statements.append({
+            "Sid": "DecryptTheAuthKeyViaSecretsManager",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": opts.kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{opts.region}.amazonaws.com"}},
+        })
+    policy["Statement"] = statements
+    return policy
+
+
+def _task_policy(policy: dict[str, Any], opts: RenderOptions) -> dict[str, Any]:
+    if opts.state == "efs":
+        arn = f"arn:aws:elasticfilesystem:{opts.region}:{opts.account_id}"
+        policy["Statement"].append({
+            "Sid": "TailscaleStateOnEfs",
+            "Effect": "Allow",
+            "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+            "Resource": f"{arn}:file-system/{opts.efs_file_system_id}",
+            "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": f"{arn}:access-point/{opts.efs_access_point_id}"}},
+        })
+    return policy
+
+
+def render(opts: RenderOptions, source: Bundle | None = None) -> Bundle:
+    """Render every template; the stock-server variant only when --server-image is given."""
+    opts.check()
+    source = source if source is not None else templates.load_bundle()
+    values = {
+        "ACCOUNT_ID": opts.account_id,
+        "REGION": opts.region,
+        "VERSION": opts.version,
+        "EKS_CLUSTER_NAME": opts.eks_cluster,
+        "ECS_CLUSTER": opts.ecs_cluster,
+    }
+    if opts.security_group:
+        values["SECURITY_GROUP_ID"] = opts.security_group
+    if opts.server_image:
+        values["MCP_SERVER_IMAGE"] = opts.server_image
+    if opts.owner:
+        values["OWNER"] = opts.owner
+    out: Bundle = {}
+    for name, doc in source.items():
+        if name == templates.STOCK_SERVER_TASK_DEFINITION and not opts.server_image:
+            continue
+        doc = copy.deepcopy(doc)
+        if name in templates.TASK_DEFINITIONS:
+            _retarget_images(doc, opts.image_registry)
+            _apply_sidecar_options(doc, opts, primary=name == templates.TASK_DEFINITION)
+        if name == templates.SERVICE and opts.subnets:
+            doc["networkConfiguration"]["awsvpcConfiguration"]["subnets"] = list(opts.subnets)
+        out[name] = _substitute(doc, values)
+    images = [
+        c["image"]
+        for name in templates.TASK_DEFINITIONS
+        if name in out
+        for c in out[name]["containerDefinitions"]
+    ]
+    if templates.EXECUTION_POLICY in out:
+        out[templates.EXECUTION_POLICY] = _execution_policy(out[templates.EXECUTION_POLICY], opts, images)
+    if templates.TASK_POLICY in out:
+        out[templates.TASK_POLICY] = _task_policy(out[templates.TASK_POLICY], opts)
+    return out
