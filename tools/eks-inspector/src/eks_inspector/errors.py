@@ -1,0 +1,81 @@
+"""Tool errors a person can act on: one line, never a stack trace.
+
+The API server's own Status messages are long and name the caller; an agent needs the
+verb and resource that were refused, so RBAC gaps read as a missing permission.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+
+class InspectorError(Exception):
+    """A failure the caller should see as a tool error (message is shown verbatim)."""
+
+
+@dataclass(frozen=True)
+class Op:
+    """What a request tried to do, so a failure can say it in kubectl's words."""
+
+    verb: str
+    resource: str
+    group: str = ""
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        res = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{res}/{self.subresource}" if self.subresource else res
+
+    @property
+    def where(self) -> str:
+        return f' in namespace "{self.namespace}"' if self.namespace else " (cluster-wide)"
+
+
+def _status_message(body: bytes | str | None) -> str:
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:300]
+    if isinstance(doc, dict):
+        return " ".join(str(doc.get("message", "")).split())[:300]
+    return ""
+
+
+def from_status(status: int, body: bytes | str | None, op: Op) -> InspectorError:
+    """Turn an HTTP error from the API server into one actionable line."""
+    message = _status_message(body)
+    if status == 403:
+        m = re.search(r'User "([^"]+)"', message)
+        who = f" (as {m.group(1)})" if m else ""
+        target = f' "{op.name}"' if op.name else ""
+        return InspectorError(
+            f"forbidden: RBAC denies verb \"{op.verb}\" on resource \"{op.qualified}\"{target}{op.where}{who}; "
+            f"grant {op.verb} on {op.qualified} to this server's identity or ask for something else"
+        )
+    if status == 401:
+        return InspectorError("unauthorized: the API server rejected this server's credentials (expired or revoked token)")
+    if status == 404:
+        if op.name:
+            return InspectorError(f'{op.qualified} "{op.name}" not found{op.where}')
+        return InspectorError(f"{op.qualified}: not found{op.where} ({message or 'the API server does not serve it'})")
+    if status == 410:
+        return InspectorError(
+            "the continue token has expired (the list changed too much or is too old); start again without continue"
+        )
+    if status == 400:
+        return InspectorError(f"bad request for {op.verb} {op.qualified}: {message or 'rejected by the API server'}")
+    if status == 429:
+        return InspectorError("the API server is throttling requests (429); retry shortly")
+    if status in (502, 503, 504):
+        return InspectorError(
+            f"{op.qualified} is unavailable ({status}): {message or 'its API service does not answer'}"
+        )
+    return InspectorError(f"{op.verb} {op.qualified} failed ({status}): {message or 'no details'}")

@@ -1,0 +1,357 @@
+"""The one renderer every tool answer passes through: redaction, then bounding.
+
+Tools hand back data (an Answer), never text; only this module turns data into the
+MCP result, so no tool can skip redaction or the size cap. Redaction is structural:
+it walks every nested object, so a Secret inside a List, a Table row's object or an
+embedded template is cleaned the same way as a top-level one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from mcp_types import CallToolResult, TextContent
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+REDACTED = "[REDACTED]"
+
+# Credentials that commonly leak into logs and event messages (best effort: a log line
+# can say anything; structured objects are cleaned exactly, text is scrubbed by pattern).
+_SCRUB_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+"), REDACTED),  # JWTs (SA tokens)
+    (re.compile(r"k8s-aws-v1\.[A-Za-z0-9_-]+"), REDACTED),  # EKS tokens
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),  # AWS access key ids
+    (re.compile(r"tskey-[A-Za-z0-9-]+"), REDACTED),  # Tailscale auth keys
+    (re.compile(r"(?i)(authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:bearer|basic)[ \t]+)[^\s\"',;]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)"
+                r"[\"']?[ \t]*[=:][ \t]*[\"']?)[^\s\"',;&]+"), r"\1" + REDACTED),
+]
+
+
+def scrub_text(text: str) -> str:
+    for pattern, repl in _SCRUB_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _is_secret(d: dict[str, Any]) -> bool:
+    # any group: a look-alike CRD named Secret is treated as one too (fail closed)
+    return d.get("kind") == "Secret" and ("data" in d or "stringData" in d or "metadata" in d)
+
+
+def _clean_metadata(meta: dict[str, Any]) -> None:
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        for key in [k for k in annotations if "last-applied-configuration" in k]:
+            del annotations[key]
+        if not annotations:
+            del meta["annotations"]
+
+
+def _secret_view(d: dict[str, Any], secret_metadata: bool) -> dict[str, Any]:
+    meta = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
+    if not secret_metadata:
+        return {"apiVersion": "v1", "kind": "Secret",
+                "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
+                "redacted": "Secret contents are never shown; metadata only with include_secret_metadata"}
+    view: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": _sanitize(meta, secret_metadata)}
+    if "type" in d:
+        view["type"] = d["type"]
+    data = d.get("data")
+    if isinstance(data, dict):
+        view["dataKeys"] = len(data)
+    return view
+
+
+def _sanitize(node: Any, secret_metadata: bool) -> Any:
+    if isinstance(node, list):
+        return [_sanitize(x, secret_metadata) for x in node]
+    if not isinstance(node, dict):
+        # JSON-safe leaves: boto3 hands back datetimes, and structuredContent is JSON
+        return node if node is None or isinstance(node, (str, int, float, bool)) else str(node)
+    if _is_secret(node):
+        return _secret_view(node, secret_metadata)
+    out = {k: _sanitize(v, secret_metadata) for k, v in node.items()}
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        _clean_metadata(meta)
+    vf = out.get("valueFrom")
+    if isinstance(vf, dict) and "secretKeyRef" in vf:
+        out.pop("value", None)  # an env var fed by a Secret: the reference, never a value
+    # Table rows and PartialObjectMetadata carry annotations outside "metadata" keys too
+    ann = out.get("annotations")
+    if isinstance(ann, dict) and any("last-applied-configuration" in k for k in ann):
+        out["annotations"] = {k: v for k, v in ann.items() if "last-applied-configuration" not in k}
+    out.pop("managedFields", None)
+    return out
+
+
+def sanitize(obj: Any, *, secret_metadata: bool = False) -> Any:
+    """A deep, cleaned copy: no managedFields, no last-applied, no Secret data, no Secret-fed values."""
+    return _sanitize(obj, secret_metadata)
+
+
+# ---- answers: what tools return ------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """Rows of cells (server-side Table, events, api resources...)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+    continue_token: str | None = None
+    remaining: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Objects:
+    """Whole objects printed as yaml / json / name."""
+
+    objects: list[dict[str, Any]]
+    fmt: Literal["yaml", "json", "name"] = "yaml"
+    single: bool = False
+    notes: list[str] = field(default_factory=list)
+    continue_token: str | None = None
+    remaining: int | None = None
+    secret_metadata: bool = False
+
+
+@dataclass
+class Document:
+    """One structured answer (describe, overview, EKS) printed as YAML."""
+
+    data: dict[str, Any]
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+    secret_metadata: bool = False
+
+
+@dataclass
+class Text:
+    """Free text (logs): scrubbed by pattern; cut from the front so the newest lines stay."""
+
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+    keep: Literal["head", "tail"] = "tail"
+    notes: list[str] = field(default_factory=list)
+
+
+Answer = Table | Objects | Document | Text
+
+
+# ---- bounding ------------------------------------------------------------------------
+
+
+def _jsize(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
+
+
+def _table_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    cells = [[str(c) for c in columns]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return ["   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+
+
+def _more_line(token: str | None, remaining: int | None) -> str | None:
+    if not token:
+        return None
+    rest = f" (about {remaining} more)" if remaining else ""
+    return f'More items{rest}: call again with continue="{token}".'
+
+
+def _truncation_notice(cap: int, shown: int, total: int, token: str | None) -> str:
+    how = f'get the rest with continue="{token}"' if token else "narrow the query"
+    return (f"[truncated: output capped at {_fmt_bytes(cap)}; showing {shown} of {total} items; {how} "
+            f"(or use namespace, label_selector, field_selector, a smaller limit).]")
+
+
+class Renderer:
+    """Owns the cap; `fit` tells a tool how many list items fit, `finish` builds the result."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.budget = cap - 512  # room for notices
+
+    # -- list sizing --
+
+    def _item_sizes(self, answer: Table | Objects) -> list[int]:
+        if isinstance(answer, Table):
+            widths = [len(str(c)) for c in answer.columns]
+            for r in answer.rows:
+                for i, v in enumerate(r[: len(widths)]):
+                    widths[i] = max(widths[i], len("" if v is None else str(v)))
+            line = sum(widths) + 3 * max(len(widths) - 1, 0) + 1
+            return [_jsize(r) + 1 + line + 2 for r in answer.rows]  # text + structured per row
+        sizes = []
+        for obj in answer.objects:
+            clean = sanitize(obj, secret_metadata=answer.secret_metadata)
+            j = _jsize(clean)
+            text = len(json.dumps(self._object_text(clean, answer.fmt)))
+            sizes.append(j + text + 2)
+        return sizes
+
+    def fit(self, answer: Answer) -> int | None:
+        """How many items of a list answer fit in the cap, or None when all do."""
+        if not isinstance(answer, (Table, Objects)):
+            return None
+        total = 0
+        base = 1024 + (_jsize(answer.columns) * 2 if isinstance(answer, Table) else 0)
+        for i, size in enumerate(self._item_sizes(answer)):
+            total += size
+            if base + total > self.budget:
+                return i
+        return None
+
+    # -- text building --
+
+    @staticmethod
+    def _object_text(obj: dict[str, Any], fmt: str) -> str:
+        if fmt == "json":
+            return json.dumps(obj, separators=(",", ":"), default=str)
+        if fmt == "name":
+            return _object_name(obj)
+        return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=120)
+
+    def finish(self, answer: Answer) -> CallToolResult:
+        if isinstance(answer, Table):
+            return self._finish_table(answer)
+        if isinstance(answer, Objects):
+            return self._finish_objects(answer)
+        if isinstance(answer, Document):
+            return self._finish_document(answer)
+        return self._finish_text(answer)
+
+    def _result(self, text: str, structured: dict[str, Any]) -> CallToolResult:
+        # Last line of defence: nothing leaves larger than the cap, whatever a branch did.
+        if len(json.dumps(text)) > self.cap:
+            text = _cut(text, self.budget, "head") + f"\n[truncated: output capped at {_fmt_bytes(self.cap)}.]"
+        if _jsize(structured) > self.cap:
+            structured = {"truncated": True, "notice": f"structured output exceeded {_fmt_bytes(self.cap)}; see text"}
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+    def _finish_table(self, t: Table) -> CallToolResult:
+        rows = [list(r) for r in t.rows]
+        # cells are sanitized too: a CRD's printer column could point anywhere
+        rows = [[scrub_text(c) if isinstance(c, str) else c for c in r] for r in sanitize(rows)]
+        notes = list(t.notes)
+        keep = self.fit(Table(t.columns, rows))
+        token = t.continue_token
+        if keep is not None:
+            notes.append(_truncation_notice(self.cap, keep, len(rows), None))
+            rows = rows[:keep]
+        lines = ([t.title] if t.title else []) + (_table_text(t.columns, rows) if rows else ["No resources found."])
+        more = _more_line(token, t.remaining)
+        text = "\n".join(lines + notes + ([more] if more else []))
+        structured: dict[str, Any] = {"columns": list(t.columns), "rows": rows, **sanitize(t.extra)}
+        if token:
+            structured["continue"] = token
+        if t.remaining is not None:
+            structured["remainingItemCount"] = t.remaining
+        if notes:
+            structured["notes"] = notes
+        return self._result(text, structured)
+
+    def _finish_objects(self, a: Objects) -> CallToolResult:
+        objs = [sanitize(o, secret_metadata=a.secret_metadata) for o in a.objects]
+        notes = list(a.notes)
+        keep = self.fit(Objects(objs, a.fmt, secret_metadata=a.secret_metadata))
+        if keep is not None:
+            if a.single or keep == 0:
+                return self._finish_document(Document(objs[0] if a.single else {"items": objs[:1]}, notes=notes))
+            notes.append(_truncation_notice(self.cap, keep, len(objs), None))
+            objs = objs[:keep]
+        more = _more_line(a.continue_token, a.remaining)
+        if a.fmt == "name":
+            names = [_object_name(o) for o in objs]
+            text = "\n".join(names + notes + ([more] if more else []))
+            structured: dict[str, Any] = {"names": names}
+        else:
+            if a.single and objs:
+                body = self._object_text(objs[0], a.fmt)
+            elif a.fmt == "json":
+                body = json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, separators=(",", ":"),
+                                  default=str)
+            else:
+                body = "---\n".join(self._object_text(o, "yaml") for o in objs) if objs else "No resources found.\n"
+            text = body.rstrip("\n") + ("\n" + "\n".join(notes) if notes else "") + (f"\n{more}" if more else "")
+            structured = objs[0] if a.single and objs else {"items": objs}
+        if not a.single:
+            if a.continue_token:
+                structured["continue"] = a.continue_token
+            if a.remaining is not None:
+                structured["remainingItemCount"] = a.remaining
+        if notes and not a.single:
+            structured["notes"] = notes
+        return self._result(text, structured)
+
+    def _finish_document(self, d: Document) -> CallToolResult:
+        data = sanitize(d.data, secret_metadata=d.secret_metadata)
+        body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+        notes = list(d.notes)
+        structured = data
+        if len(json.dumps(body)) + _jsize(data) > self.budget:
+            notes.append(f"[truncated: output capped at {_fmt_bytes(self.cap)}; ask for one part at a time "
+                         f"(a single object, a namespace, fewer events).]")
+            body = _cut(body, self.budget // 2, "head")
+            structured = {"truncated": True, "notes": notes}
+        text = ((d.title + "\n") if d.title else "") + body.rstrip("\n") + ("\n" + "\n".join(notes) if notes else "")
+        return self._result(text, structured)
+
+    def _finish_text(self, t: Text) -> CallToolResult:
+        text = scrub_text(t.text)
+        notes = list(t.notes)
+        data = sanitize(t.data)
+        data = json.loads(scrub_text(json.dumps(data))) if data else {}
+        room = (self.budget - _jsize(data)) // 2  # text is echoed in structured too
+        if len(json.dumps(text)) > room:
+            text = _cut(text, room, t.keep)
+            where = "oldest" if t.keep == "tail" else "newest"
+            notes.append(f"[truncated: output capped at {_fmt_bytes(self.cap)}; the {where} lines were dropped; "
+                         f"use tail_lines, since_seconds, limit_bytes or a filter to narrow it.]")
+        out = text + ("\n" + "\n".join(notes) if notes else "")
+        return self._result(out, {**data, "text": text, **({"notes": notes} if notes else {})})
+
+    def error(self, message: str) -> CallToolResult:
+        line = scrub_text(" ".join(str(message).split()))[:1000] or "error"
+        return CallToolResult(content=[TextContent(type="text", text=line)], is_error=True)
+
+
+def _cut(text: str, budget: int, keep: Literal["head", "tail"]) -> str:
+    """Cut at a line boundary so that the JSON-escaped text fits the budget."""
+    if len(json.dumps(text)) <= budget:
+        return text
+    # escaping can at most double/sextuple a char; shrink until it fits
+    n = max(budget // 2, 0)
+    while n > 0:
+        part = text[:n] if keep == "head" else text[-n:]
+        if len(json.dumps(part)) <= budget:
+            break
+        n = int(n * 0.8)
+    part = text[:n] if keep == "head" else text[-n:]
+    if keep == "head" and "\n" in part:
+        part = part[: part.rfind("\n")]
+    elif keep == "tail" and "\n" in part:
+        part = part[part.find("\n") + 1:]
+    return part
+
+
+def _object_name(obj: dict[str, Any]) -> str:
+    kind = str(obj.get("kind", "")).lower()
+    api_version = str(obj.get("apiVersion", ""))
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    name = (obj.get("metadata") or {}).get("name", "")
+    return f"{kind}.{group}/{name}" if group else f"{kind}/{name}"

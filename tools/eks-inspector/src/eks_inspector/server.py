@@ -1,0 +1,162 @@
+"""The MCP server: every tool registered read-only, guarded, and rendered by one renderer.
+
+The guard is why the server keeps serving: each call runs in a worker thread under the
+per-call timeout, and whatever goes wrong becomes a one-line tool error.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from eks_inspector import __version__
+from eks_inspector.context import Inspector
+from eks_inspector.errors import InspectorError
+from eks_inspector.render import Answer
+from eks_inspector.tools import cluster, describe, eks, events, get, logs
+
+log = logging.getLogger("eks_inspector")
+
+PARAMS: dict[str, str] = {
+    "resource": "Resource type: kind, plural, short name or plural.group (pods, po, deploy, foos.example.com)",
+    "name": "Object name (omit to list)",
+    "namespace": "Namespace (default: 'default', or the only allowed namespace)",
+    "all_namespaces": "List across all namespaces (the allow-list, when one is set)",
+    "label_selector": "Label selector, e.g. app=web,tier!=db",
+    "field_selector": "Field selector, e.g. status.phase=Running",
+    "output": "table (kubectl's columns), wide, name, yaml or json",
+    "limit": "Page size (default 500); pass the returned continue token to get the next page",
+    "continue_token": "The continue token from the previous page",
+    "sort_by": "Sort this page by a column name (e.g. AGE) or a field path (e.g. metadata.creationTimestamp)",
+    "include_secret_metadata": "Show Secret metadata (names, labels, type, key count). Secret data is never shown",
+    "events_limit": "How many of the object's newest events to include",
+    "container": "Container name (default: the pod's default or only container)",
+    "tail_lines": "Lines from the end of the log (default 200)",
+    "since_seconds": "Only lines newer than this many seconds",
+    "previous": "Logs of the previous (crashed) container instance",
+    "limit_bytes": "Read at most this many bytes of log from the API server (split across pods)",
+    "grep": "Keep only lines containing this text (or matching it, with regex=true)",
+    "regex": "Treat grep as a regular expression",
+    "max_pods": "For a workload, read at most this many of its pods",
+    "warnings_only": "Only Warning events",
+    "what": "nodes or pods",
+    "containers": "Per-container usage",
+    "api_group": "Only this API group ('' for core)",
+    "namespaced": "Only namespaced (true) or cluster-scoped (false) resources",
+    "refresh": "Refresh the discovery cache first",
+    "cluster": "EKS cluster name (default: INSPECTOR_EKS_CLUSTER)",
+    "nodegroup": "Node group name (omit to list)",
+    "addon": "Add-on name (omit to list)",
+    "principal_arn": "IAM principal ARN of an access entry (omit to list)",
+    "insight_id": "Insight id (omit to list)",
+}
+
+READ_ONLY = dict(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
+
+
+def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: bool) -> Callable[..., Any]:
+    hints = typing.get_type_hints(fn)
+    sig = inspect.signature(fn)
+    params = []
+    for p in list(sig.parameters.values())[1:]:  # the first parameter is the Inspector
+        ann = hints.get(p.name, Any)
+        if p.name in PARAMS:
+            ann = Annotated[ann, Field(description=PARAMS[p.name])]
+        params.append(p.replace(annotation=ann))
+
+    async def tool(**kwargs: Any) -> CallToolResult:
+        started = time.monotonic()
+        timeout = ins.settings.call_timeout
+        outcome = "ok"
+        try:
+            with anyio.fail_after(timeout):
+                answer = await anyio.to_thread.run_sync(functools.partial(fn, ins, **kwargs), abandon_on_cancel=True)
+            return ins.renderer.finish(answer)
+        except InspectorError as exc:
+            outcome = "error"
+            return ins.renderer.error(str(exc))
+        except TimeoutError:
+            outcome = "timeout"
+            return ins.renderer.error(f"{name}: no answer within {timeout:g}s (INSPECTOR_CALL_TIMEOUT); "
+                                      f"narrow the query or retry")
+        except Exception as exc:  # the server must keep serving whatever a tool hits
+            outcome = "crash"
+            log.error("tool %s failed unexpectedly", name, exc_info=exc)
+            return ins.renderer.error(f"{name} failed unexpectedly ({type(exc).__name__}); the server keeps serving")
+        finally:
+            log.info("tool call", extra={"tool": name, "outcome": outcome,
+                                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+
+    tool.__signature__ = sig.replace(parameters=params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
+    tool.__name__ = name
+    tool.__doc__ = inspect.getdoc(fn)
+    tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
+    return tool
+
+
+TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
+    ("api_resources", cluster.api_resources, "API resources",
+     "List the resource types the cluster serves (like kubectl api-resources), CRDs included."),
+    ("get", get.get, "Get resources",
+     "Get one object or a page of a list, any kind incl. CRDs (like kubectl get). Output table/wide/name/yaml/json; "
+     "paginate with limit + continue_token."),
+    ("describe", describe.describe, "Describe a resource",
+     "Describe one object: conditions, owner chain, recent events; pods: container states, restarts, last "
+     "termination; deployments: rollout state and replica sets (like kubectl describe)."),
+    ("logs", logs.logs, "Container logs",
+     "Logs of a pod's container, or of a workload's pods (deployment/NAME), with tail, since, previous, a byte "
+     "limit and an optional substring/regex filter."),
+    ("events", events.events, "Events",
+     "Events, newest first, for a namespace or one object; optionally warnings only."),
+    ("top", cluster.top, "Resource usage",
+     "CPU and memory of nodes or pods from metrics.k8s.io (like kubectl top)."),
+    ("cluster_overview", cluster.cluster_overview, "Cluster overview",
+     "Version, nodes with capacity and conditions, namespaces, and workloads that are not healthy."),
+]
+
+EKS_TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
+    ("eks_describe_cluster", eks.describe_cluster, "EKS cluster",
+     "The EKS cluster's configuration: version, endpoint access, network, logging, health (AWS API)."),
+    ("eks_nodegroups", eks.nodegroups, "EKS node groups", "List or describe the cluster's managed node groups."),
+    ("eks_addons", eks.addons, "EKS add-ons", "List or describe the cluster's EKS add-ons."),
+    ("eks_access_entries", eks.access_entries, "EKS access entries",
+     "List access entries, or describe one with its associated access policies."),
+    ("eks_insights", eks.insights, "EKS insights", "List or describe upgrade and configuration insights."),
+]
+
+
+def eks_tools_enabled(ins: Inspector) -> bool:
+    mode = ins.settings.eks_tools
+    if mode == "off":
+        return False
+    if mode == "on":
+        return True
+    return bool(ins.settings.aws_region) and eks.aws_credentials_present()
+
+
+def build(ins: Inspector) -> MCPServer:
+    mcp: MCPServer = MCPServer(
+        "eks-inspector",
+        title="EKS inspector (read-only)",
+        version=__version__,
+        instructions="Read-only, kubectl-style inspection of a Kubernetes/EKS cluster. Secrets never leave; "
+                     "answers are capped; follow continue tokens for more.",
+    )
+    tools = TOOLS + (EKS_TOOLS if eks_tools_enabled(ins) else [])
+    for name, fn, title, description in tools:
+        mcp.add_tool(
+            _guarded(ins, name, fn, open_world=name.startswith("eks_")),
+            name=name, title=title, description=description,
+            annotations=ToolAnnotations(title=title, open_world_hint=False, **READ_ONLY),
+        )
+    return mcp
