@@ -1,0 +1,5 @@
+import sys
+
+from mcp_tailnet_sidecar.cli import main
+
+sys.exit(main())

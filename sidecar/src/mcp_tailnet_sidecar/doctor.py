@@ -1,0 +1,152 @@
+"""`mcp-tailnet-sidecar doctor --url ...`: why can't my client use the server?
+
+Runs the steps a client goes through, in order, and stops at the first that fails with
+what to do about it: name resolution (MagicDNS), TCP reachability (tailnet path and
+ACL), the HTTP answer of the sidecar (serve + gateway), the MCP handshake and the tool
+list (the MCP server behind it).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+HINTS = {
+    421: "the sidecar does not know this host name: use the node's MagicDNS name (or its tailnet IP) "
+         "exactly as `tailscale status` shows it",
+    403: "the Origin header is not the node's tailnet name; clients that send an Origin must use the "
+         "node's name in it",
+    404: "nothing is served on this path: check the path (/mcp or /sse) and that the sidecar's /readyz "
+         "reports serve applied",
+    502: "the sidecar answers but the MCP server behind it does not: check the MCP server container "
+         "(it must listen on the upstream URL, default 127.0.0.1:8080)",
+    503: "the sidecar is still starting (its tailnet name is not known yet); retry in a few seconds",
+    504: "the MCP server did not answer in time",
+}
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class Doctor:
+    def __init__(self, url: str, *, transport: str | None = None, proxy: str | None = None,
+                 timeout: float = 10.0, out: TextIO = sys.stdout) -> None:
+        self.url = url
+        self.parts = urlsplit(url)
+        self.transport = transport or ("sse" if self.parts.path.rstrip("/").endswith("/sse") else "http")
+        self.proxy = proxy
+        self.timeout = timeout
+        self.out = out
+        self.steps: list[Step] = []
+
+    def _report(self, step: Step) -> bool:
+        self.steps.append(step)
+        print(f"{'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}", file=self.out)
+        if not step.ok and step.fix:
+            print(f"     what to do: {step.fix}", file=self.out)
+        return step.ok
+
+    def run(self) -> int:
+        p = self.parts
+        if p.scheme not in ("http", "https") or not p.hostname:
+            self._report(Step("url", False, f"{self.url!r} is not an http(s) URL",
+                              "pass the server URL, e.g. http://mcp-inspector/mcp"))
+            return 1
+        port = p.port or (443 if p.scheme == "https" else 80)
+        if self.proxy:
+            self._report(Step("dns", True, f"resolved by the proxy {self.proxy}"))
+            proxy = urlsplit(self.proxy)
+            target = (proxy.hostname or "", proxy.port or 80)
+        else:
+            try:
+                infos = socket.getaddrinfo(p.hostname, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                self._report(Step("dns", False, f"{p.hostname} does not resolve ({exc.strerror})",
+                                  "is this machine on the tailnet (`tailscale status`) with MagicDNS on? "
+                                  "try the full name <host>.<tailnet domain>, or the node's 100.x address"))
+                return 1
+            address = infos[0][4][0]
+            self._report(Step("dns", True, f"{p.hostname} -> {address}"))
+            target = (address, port)
+        try:
+            with socket.create_connection(target, timeout=self.timeout):
+                pass
+        except OSError as exc:
+            self._report(Step("tcp", False, f"cannot connect to {target[0]}:{target[1]} ({exc})",
+                              "check `tailscale ping <host>`, that the tailnet policy lets you reach port "
+                              f"{port} of the node, and that the sidecar container is running"))
+            return 1
+        self._report(Step("tcp", True, f"connected to {target[0]}:{target[1]}"))
+        if not self._http_check():
+            return 1
+        return 0 if anyio.run(self._mcp_check) else 1
+
+    def _http_check(self) -> bool:
+        try:
+            with httpx.Client(proxy=self.proxy, timeout=self.timeout) as client:
+                if self.transport == "sse":
+                    with client.stream("GET", self.url, headers={"Accept": "text/event-stream"}) as resp:
+                        status, ctype = resp.status_code, resp.headers.get("content-type", "")
+                        body = "" if resp.status_code == 200 else resp.read().decode(errors="replace")[:200]
+                else:
+                    resp = client.post(self.url, content=b"{}", headers={
+                        "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+                    status, ctype, body = resp.status_code, resp.headers.get("content-type", ""), resp.text[:200]
+        except httpx.HTTPError as exc:
+            return self._report(Step("http", False, f"no HTTP answer ({type(exc).__name__}: {exc})",
+                                     "the node is reachable but nothing answers HTTP: is the sidecar's serve "
+                                     "config applied (`mcp-tailnet-sidecar probe ready` in the sidecar)?"))
+        if status in HINTS:
+            return self._report(Step("http", False, f"HTTP {status}: {body.strip()}", HINTS[status]))
+        return self._report(Step("http", True, f"the sidecar answered HTTP {status} ({ctype or 'no type'})"))
+
+    async def _mcp_check(self) -> bool:
+        import httpx2
+        from mcp import Client
+        from mcp.client.sse import sse_client
+        from mcp.client.streamable_http import streamable_http_client
+
+        try:
+            with anyio.fail_after(self.timeout * 3):
+                if self.transport == "sse":
+                    def factory(headers=None, timeout=None, auth=None):  # noqa: ANN001 - SDK protocol
+                        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, proxy=self.proxy)
+                    transport = sse_client(self.url, httpx_client_factory=factory)
+                    http_client = None
+                else:
+                    http_client = httpx2.AsyncClient(proxy=self.proxy, timeout=self.timeout)
+                    transport = streamable_http_client(self.url, http_client=http_client)
+                try:
+                    async with Client(transport) as client:
+                        self._report(Step("handshake", True, f"MCP protocol {client.protocol_version}, server "
+                                          f"{getattr(client.server_info, 'name', '?')}"))
+                        tools = (await client.list_tools()).tools
+                finally:
+                    if http_client is not None:
+                        await http_client.aclose()
+        except BaseException as exc:  # noqa: BLE001 - reported, with the step it failed at
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            step = "tools" if any(s.name == "handshake" for s in self.steps) else "handshake"
+            return self._report(Step(step, False, f"{type(exc).__name__}: {_root(exc)}",
+                                     "the HTTP path works but MCP does not: check the MCP server's logs and "
+                                     "that the transport matches (/mcp = Streamable HTTP, /sse = SSE)"))
+        names = ", ".join(t.name for t in tools) or "(none)"
+        return self._report(Step("tools", True, f"{len(tools)} tool(s): {names}"))
+
+
+def _root(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

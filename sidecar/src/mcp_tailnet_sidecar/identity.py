@@ -1,0 +1,98 @@
+"""Who is calling: a tailnet user, or a tagged node.
+
+Requests reach the gateway only through `tailscale serve` (the gateway listens on a unix
+socket in the pod, never on a TCP port). Serve deletes any client-supplied
+`Tailscale-User-*` headers and sets them itself for nodes owned by a user; for tagged
+nodes it sets none. It also replaces `X-Forwarded-For` with the real tailnet source IP.
+So: user identity comes from serve's headers; a tagged caller is identified by asking
+tailscaled (LocalAPI WhoIs) about the `X-Forwarded-For` address.
+"""
+
+from __future__ import annotations
+
+import email.header
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+TAGGED_DEVICES_LOGIN = "tagged-devices"  # the UserProfile Tailscale reports for tagged nodes
+WHOIS_CACHE_SECONDS = 10.0
+WHOIS_CACHE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Identity:
+    login: str | None = None
+    display_name: str | None = None
+    node: str | None = None
+    tags: tuple[str, ...] = ()
+    source_ip: str | None = None
+    via: str = "none"  # "serve-headers", "whois" or "none"
+
+    @property
+    def who(self) -> str:
+        """A short label for logs: the login, else the node and its tags."""
+        if self.login:
+            return self.login
+        if self.node or self.tags:
+            return f"{self.node or '?'} ({','.join(self.tags)})" if self.tags else (self.node or "?")
+        return "unknown"
+
+    def audit_fields(self) -> dict[str, object]:
+        return {"who": self.who, "login": self.login, "node": self.node, "tags": list(self.tags),
+                "source_ip": self.source_ip, "identity_via": self.via}
+
+
+def _decode(value: str | None) -> str | None:
+    """Serve encodes non-ASCII names as RFC 2047 words; undo that."""
+    if not value:
+        return None
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError):
+        return value
+
+
+WhoIsFn = Callable[[str], Awaitable[dict | None]]
+
+
+@dataclass
+class IdentityResolver:
+    """Turns request headers into an Identity, with a short WhoIs cache."""
+
+    whois: WhoIsFn | None = None
+    _cache: dict[str, tuple[float, Identity]] = field(default_factory=dict)
+
+    async def resolve(self, headers: Mapping[str, str]) -> Identity:
+        source_ip = (headers.get("x-forwarded-for") or "").split(",")[-1].strip() or None
+        login = _decode(headers.get("tailscale-user-login"))
+        if login:
+            return Identity(login=login, display_name=_decode(headers.get("tailscale-user-name")),
+                            source_ip=source_ip, via="serve-headers")
+        if source_ip is None or self.whois is None:
+            return Identity(source_ip=source_ip)
+        now = time.monotonic()
+        hit = self._cache.get(source_ip)
+        if hit and now - hit[0] < WHOIS_CACHE_SECONDS:
+            return hit[1]
+        ident = self._from_whois(await self.whois(source_ip), source_ip)
+        if len(self._cache) >= WHOIS_CACHE_MAX:
+            self._cache.clear()
+        self._cache[source_ip] = (now, ident)
+        return ident
+
+    @staticmethod
+    def _from_whois(data: dict | None, source_ip: str) -> Identity:
+        if not data:
+            return Identity(source_ip=source_ip)
+        node = data.get("Node") or {}
+        user = data.get("UserProfile") or {}
+        tags = tuple(node.get("Tags") or ())
+        login = user.get("LoginName") or None
+        if tags or login == TAGGED_DEVICES_LOGIN:
+            login = None
+        name = (node.get("Name") or "").rstrip(".") or None
+        return Identity(login=login, display_name=user.get("DisplayName") or None, node=name,
+                        tags=tags, source_ip=source_ip, via="whois")

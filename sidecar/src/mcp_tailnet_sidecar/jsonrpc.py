@@ -1,0 +1,135 @@
+"""Reading the JSON-RPC messages that pass through, without changing what we don't own.
+
+The gateway needs only three things from the traffic: the name in each `tools/call`
+(policy, audit), which requests are `tools/list` (their answers get filtered), and the
+answer that settles each of those requests (audit outcome and duration). A request is
+remembered by its JSON-RPC id in a Tracker until its answer passes by, in the POST's own
+response or, for the SSE transport and resumed streams, on a session's stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_tailnet_sidecar.identity import Identity
+
+POLICY_DENIED = -32001  # implementation-defined server error range of JSON-RPC 2.0
+MAX_PENDING = 10_000  # per tracker; a client that never reads its answers cannot grow us unbounded
+
+
+@dataclass
+class Pending:
+    kind: str  # "call" or "list"
+    identity: Identity
+    tool: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def decode_messages(body: bytes) -> list[dict[str, Any]] | None:
+    """The JSON-RPC message(s) in a body, or None if it is not JSON-RPC."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(m, dict) for m in items):
+        return None
+    return items
+
+
+def request_key(message: dict[str, Any]) -> str | None:
+    """A hashable key for a request id (ids may be strings or numbers)."""
+    if "id" not in message or message.get("id") is None:
+        return None
+    return json.dumps(message["id"])
+
+
+def tool_name(message: dict[str, Any]) -> str | None:
+    params = message.get("params")
+    name = params.get("name") if isinstance(params, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def denial(message: dict[str, Any], who: str, tool: str) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": message.get("id"),
+        "error": {
+            "code": POLICY_DENIED,
+            "message": f"tool {tool!r} is not allowed for {who} by the sidecar's tool policy",
+            "data": {"tool": tool},
+        },
+    }
+
+
+def outcome_of(response: dict[str, Any]) -> tuple[str, int | None]:
+    """Audit outcome of a tools/call answer: ok, tool_error (isError) or error (JSON-RPC)."""
+    if "error" in response:
+        err = response.get("error")
+        code = err.get("code") if isinstance(err, dict) else None
+        return "error", code if isinstance(code, int) else None
+    result = response.get("result")
+    if isinstance(result, dict) and result.get("isError") is True:
+        return "tool_error", None
+    return "ok", None
+
+
+@dataclass
+class Tracker:
+    """Requests waiting for their answer, keyed by JSON-RPC id."""
+
+    pending: dict[str, Pending] = field(default_factory=dict)
+
+    def add(self, key: str, entry: Pending) -> None:
+        if len(self.pending) < MAX_PENDING:
+            self.pending[key] = entry
+
+    def take(self, key: str) -> Pending | None:
+        return self.pending.pop(key, None)
+
+    def drain(self) -> list[Pending]:
+        left = list(self.pending.values())
+        self.pending.clear()
+        return left
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+
+def settle(
+    message: dict[str, Any],
+    tracker: Tracker,
+    allows: Callable[[Identity, str], bool] | None,
+    on_call_done: Callable[[Pending, str, int | None], None],
+) -> dict[str, Any] | None:
+    """Match one outgoing message to its pending request.
+
+    Returns a replacement message when the answer had to change (a filtered tools/list),
+    else None. Finished tool calls are reported through `on_call_done`.
+    """
+    if "method" in message:  # a server-to-client request or notification: not an answer
+        return None
+    key = request_key(message)
+    entry = tracker.take(key) if key is not None else None
+    if entry is None:
+        return None
+    if entry.kind == "call":
+        outcome, code = outcome_of(message)
+        on_call_done(entry, outcome, code)
+        return None
+    result = message.get("result")
+    if allows is None or not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return None
+    tools = result["tools"]
+    kept = [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
+            and allows(entry.identity, t["name"])]
+    if len(kept) == len(tools):
+        return None
+    filtered = {**result, "tools": kept}
+    if "cacheScope" in filtered:  # a filtered list is this caller's alone, never a shared cache entry
+        filtered["cacheScope"] = "private"
+    return {**message, "result": filtered}

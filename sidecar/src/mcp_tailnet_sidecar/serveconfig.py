@@ -1,0 +1,67 @@
+"""The `tailscale serve` config that routes the node's tailnet name to the gateway.
+
+Rendered from the node's real DNS name once tailscaled knows it, never from
+`${TS_CERT_DOMAIN}`: without HTTPS certs (headscale, or HTTPS off in the tailnet) that
+placeholder becomes `no-https`, the Web handler never matches and every request gets a
+404 (tailscale issue 17728). HTTP :80 is always served; HTTPS :443 only when the tailnet
+can issue a certificate for the name (containerboot refuses a config with HTTPS then).
+Written atomically: containerboot watches the file's directory and exits on a half-read
+file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def render(dns_name: str, gateway_socket: Path, *, https: bool) -> dict[str, Any]:
+    proxy = {"Handlers": {"/": {"Proxy": f"unix:{gateway_socket}"}}}
+    tcp: dict[str, Any] = {"80": {"HTTP": True}}
+    web: dict[str, Any] = {f"{dns_name}:80": proxy}
+    if https:
+        tcp["443"] = {"HTTPS": True}
+        web[f"{dns_name}:443"] = proxy
+    return {"TCP": tcp, "Web": web}
+
+
+def write(path: Path, config: dict[str, Any]) -> bool:
+    """Write the config if it differs from what is there; True when it changed."""
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".serve-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def applied(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether tailscaled's live serve config contains our listeners and handlers."""
+    if not current:
+        return False
+    tcp = current.get("TCP") or {}
+    web = current.get("Web") or {}
+    for port, handler in wanted["TCP"].items():
+        live = tcp.get(port) or {}
+        if any(live.get(k) != v for k, v in handler.items()):
+            return False
+    for hostport, site in wanted["Web"].items():
+        live_handlers = (web.get(hostport) or {}).get("Handlers") or {}
+        for mount, handler in site["Handlers"].items():
+            if (live_handlers.get(mount) or {}).get("Proxy") != handler["Proxy"]:
+                return False
+    return True

@@ -1,0 +1,285 @@
+"""Every environment variable the sidecar reads, validated in one place.
+
+Why one place: a container that starts with a typo'd variable should stop at once with
+one line naming that variable, not fail minutes later deep inside containerboot or on the
+first client request. The auth key is only ever checked, never echoed: errors about it
+name the variable (and a `file:` path), never the value.
+
+Tailscale's own `TS_*` variables keep their containerboot meaning and are passed through
+to it unchanged; ours are `SIDECAR_*`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mcp_tailnet_sidecar.policy import Policy, PolicyError, load_policy
+
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_UNIX_SOCKET_PATH = 107
+DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
+DEFAULT_RUN_DIR = "/run/mcp-tailnet"
+DEFAULT_TS_SOCKET = "/tmp/tailscaled.sock"  # containerboot's own default
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+_TAG = re.compile(r"^tag:[a-z0-9]([a-z0-9-]*[a-z0-9])?$", re.IGNORECASE)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A bad or missing variable; `str()` is the one line to print."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class Secret(str):
+    """A string that never shows its value in repr/format-by-repr (auth keys)."""
+
+    def __repr__(self) -> str:
+        return "Secret('<redacted>')"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Tailscale / containerboot side
+    authkey: Secret | None = None
+    hostname: str | None = None
+    tags: tuple[str, ...] = ()
+    userspace: bool = True
+    state_dir: Path | None = None
+    kube_secret: str | None = None
+    ts_socket: Path = Path(DEFAULT_TS_SOCKET)
+    login_server: str | None = None
+    no_logs_no_support: bool = True
+    containerboot: str = "containerboot"
+    # Gateway side
+    upstream_url: str = DEFAULT_UPSTREAM
+    gateway_socket: Path = Path(DEFAULT_RUN_DIR) / "gateway.sock"
+    health_socket: Path = Path(DEFAULT_RUN_DIR) / "health.sock"
+    health_listen: tuple[str, int] | None = None
+    serve_config: Path = Path(DEFAULT_RUN_DIR) / "serve" / "serve.json"
+    policy_file: Path | None = None
+    policy: Policy | None = field(default=None, compare=False)
+    allowed_hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ("/sse", "/messages/", "/mcp")
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_event_bytes: int = 16 * 1024 * 1024
+    connect_timeout: float = 5.0
+    request_timeout: float = 300.0
+    keepalive_interval: float = 15.0
+    drain_timeout: float = 20.0
+    log_level: str = "info"
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(name, f"must be true or false, got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, integer: bool = False) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number of seconds"
+        raise SettingsError(name, f"must be {kind}, got {raw!r}") from None
+    if value < minimum or value != value:  # NaN check
+        raise SettingsError(name, f"must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _abs_path(env: Mapping[str, str], name: str, default: str | None, *, socket: bool = False) -> Path | None:
+    raw = env.get(name, "").strip() or default
+    if raw is None:
+        return None
+    if not raw.startswith("/"):
+        raise SettingsError(name, f"must be an absolute path, got {raw!r}")
+    if socket and len(raw.encode()) > MAX_UNIX_SOCKET_PATH:
+        raise SettingsError(name, f"unix socket path is longer than {MAX_UNIX_SOCKET_PATH} bytes")
+    return Path(raw)
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = env.get(name, "").strip() or default
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(name, f"must be an http:// or https:// URL with a host, got {raw!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise SettingsError(name, f"has an invalid port: {raw!r}") from None
+    if parts.query or parts.fragment:
+        raise SettingsError(name, f"must not carry a query or fragment: {raw!r}")
+    return raw.rstrip("/")
+
+
+def _authkey(env: Mapping[str, str], required: bool) -> Secret | None:
+    name = "TS_AUTHKEY" if env.get("TS_AUTHKEY") else "TS_AUTH_KEY"
+    raw = (env.get("TS_AUTHKEY") or env.get("TS_AUTH_KEY") or "").strip()
+    if not raw:
+        if required:
+            raise SettingsError(
+                "TS_AUTHKEY",
+                "is required (an auth key, or file:/path/to/key) when no saved node state exists; "
+                "create one in the admin console or with `headscale preauthkeys create`",
+            )
+        return None
+    if raw.startswith("file:"):
+        path = Path(raw[len("file:") :])
+        try:
+            content = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(name, f"cannot read key file {path}: {exc.strerror}") from None
+        if not content:
+            raise SettingsError(name, f"key file {path} is empty")
+        if any(c.isspace() for c in content):
+            raise SettingsError(name, f"key file {path} holds more than one word")
+    elif any(c.isspace() for c in raw):
+        raise SettingsError(name, "contains whitespace; the value looks garbled (not shown)")
+    return Secret(raw)
+
+
+def _state_exists(state_dir: Path | None) -> bool:
+    return state_dir is not None and (state_dir / "tailscaled.state").is_file()
+
+
+def _host_port(env: Mapping[str, str], name: str, userspace: bool) -> tuple[str, int] | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    host, sep, port_s = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise SettingsError(name, f"must be IP:PORT, got {raw!r}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(name, f"must be an IP address and port (the pod IP), got {raw!r}") from None
+    if userspace and (ip.is_loopback or ip.is_unspecified):
+        # Fact 1: in userspace mode tailscaled forwards any unserved tailnet port to
+        # 127.0.0.1, so a loopback or wildcard listener would be a way in from the tailnet.
+        raise SettingsError(
+            name,
+            f"{raw!r} would be reachable from the tailnet in userspace mode (unserved tailnet ports are "
+            "forwarded to loopback); bind the pod/task IP instead, or leave it empty and use the health socket",
+        )
+    return (str(ip), int(port_s))
+
+
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+
+
+def load(env: Mapping[str, str] | None = None, *, mode: str = "run") -> Settings:
+    """Read and check the environment. `mode="run"` also needs the Tailscale side.
+
+    Raises SettingsError naming the first bad variable.
+    """
+    env = os.environ if env is None else env
+    in_kubernetes = bool(env.get("KUBERNETES_SERVICE_HOST"))
+
+    userspace = _bool(env, "TS_USERSPACE", True)
+    state_dir = _abs_path(env, "TS_STATE_DIR", None)
+    if state_dir is not None and mode == "run" and not state_dir.is_dir():
+        raise SettingsError("TS_STATE_DIR", f"{state_dir} is not a directory (mount a volume there)")
+    kube_secret = env.get("TS_KUBE_SECRET", "tailscale" if in_kubernetes else "").strip() or None
+    if kube_secret is not None and not _LABEL.match(kube_secret.replace(".", "-")):
+        raise SettingsError("TS_KUBE_SECRET", f"must be a Kubernetes Secret name, got {kube_secret!r}")
+
+    authkey = _authkey(env, required=mode == "run" and not _state_exists(state_dir) and kube_secret is None)
+
+    hostname = env.get("TS_HOSTNAME", "").strip() or None
+    if hostname is None and mode == "run":
+        raise SettingsError("TS_HOSTNAME", "is required: the tailnet name clients connect to (e.g. mcp-inspector)")
+    if hostname is not None and not _LABEL.match(hostname):
+        raise SettingsError(
+            "TS_HOSTNAME", f"must be one DNS label (letters, digits, '-', at most 63), got {hostname!r}"
+        )
+
+    tags = _csv(env, "SIDECAR_TAGS")
+    for tag in tags:
+        if not _TAG.match(tag):
+            raise SettingsError("SIDECAR_TAGS", f"each tag must look like tag:name, got {tag!r}")
+
+    if env.get("TS_SERVE_CONFIG", "").strip() and mode == "run":
+        raise SettingsError(
+            "TS_SERVE_CONFIG",
+            "is managed by the sidecar (it renders the serve config from the node's DNS name); unset it",
+        )
+
+    policy_file = _abs_path(env, "SIDECAR_POLICY_FILE", None)
+    policy = None
+    if policy_file is not None:
+        try:
+            policy = load_policy(policy_file)
+        except PolicyError as exc:
+            raise SettingsError("SIDECAR_POLICY_FILE", str(exc)) from None
+
+    paths = _csv(env, "SIDECAR_PATHS") or Settings.paths
+    for p in paths:
+        if not p.startswith("/"):
+            raise SettingsError("SIDECAR_PATHS", f"each path must start with '/', got {p!r}")
+
+    allowed_hosts = tuple(h.lower().rstrip(".") for h in _csv(env, "SIDECAR_ALLOWED_HOSTS"))
+    for h in allowed_hosts:
+        if not all(_LABEL.match(label) for label in h.split(".")):
+            raise SettingsError("SIDECAR_ALLOWED_HOSTS", f"not a DNS name: {h!r}")
+
+    log_level = env.get("SIDECAR_LOG_LEVEL", "info").strip().lower() or "info"
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise SettingsError("SIDECAR_LOG_LEVEL", f"must be debug, info, warning or error, got {log_level!r}")
+
+    containerboot = env.get("SIDECAR_CONTAINERBOOT", "containerboot").strip() or "containerboot"
+
+    return Settings(
+        authkey=authkey,
+        hostname=hostname,
+        tags=tags,
+        userspace=userspace,
+        state_dir=state_dir,
+        kube_secret=kube_secret,
+        ts_socket=_abs_path(env, "TS_SOCKET", DEFAULT_TS_SOCKET, socket=True),  # type: ignore[arg-type]
+        login_server=_http_url(env, "SIDECAR_LOGIN_SERVER", None),
+        no_logs_no_support=_bool(env, "TS_NO_LOGS_NO_SUPPORT", True),
+        containerboot=containerboot,
+        upstream_url=_http_url(env, "SIDECAR_UPSTREAM_URL", DEFAULT_UPSTREAM),  # type: ignore[arg-type]
+        gateway_socket=_abs_path(  # type: ignore[arg-type]
+            env, "SIDECAR_GATEWAY_SOCKET", f"{DEFAULT_RUN_DIR}/gateway.sock", socket=True
+        ),
+        health_socket=_abs_path(  # type: ignore[arg-type]
+            env, "SIDECAR_HEALTH_SOCKET", f"{DEFAULT_RUN_DIR}/health.sock", socket=True
+        ),
+        health_listen=_host_port(env, "SIDECAR_HEALTH_LISTEN", userspace),
+        serve_config=_abs_path(env, "SIDECAR_SERVE_CONFIG", f"{DEFAULT_RUN_DIR}/serve/serve.json"),  # type: ignore[arg-type]
+        policy_file=policy_file,
+        policy=policy,
+        allowed_hosts=allowed_hosts,
+        paths=paths,
+        max_body_bytes=int(_number(env, "SIDECAR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, integer=True)),
+        max_event_bytes=int(_number(env, "SIDECAR_MAX_EVENT_BYTES", 16 * 1024 * 1024, minimum=1024, integer=True)),
+        connect_timeout=_number(env, "SIDECAR_CONNECT_TIMEOUT", 5.0, minimum=0.1),
+        request_timeout=_number(env, "SIDECAR_REQUEST_TIMEOUT", 300.0, minimum=1.0),
+        keepalive_interval=_number(env, "SIDECAR_KEEPALIVE_INTERVAL", 15.0, minimum=0.0),
+        drain_timeout=_number(env, "SIDECAR_DRAIN_TIMEOUT", 20.0, minimum=0.0),
+        log_level=log_level,
+    )
