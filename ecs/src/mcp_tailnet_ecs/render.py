@@ -214,7 +214,7 @@ def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: 
     if opts.hostname and primary:
         _set_env(sidecar, "TS_HOSTNAME", opts.hostname)
     if opts.login_server:
-        _set_env(sidecar, "TS_EXTRA_ARGS", f"--login-server={opts.login_server}")
+        _set_env(sidecar, "SIDECAR_LOGIN_SERVER", opts.login_server)
     for name, value in opts.extra_env:
         _set_env(sidecar, name, value)
     if opts.state == "efs" and primary:
