@@ -1,0 +1,117 @@
+"""Reading the manifests the way kubectl does, for the tests in this folder.
+
+Every test reads the real files (or kustomize's real rendering of them with the
+lab-built kubectl), never a copy of their values, so a change to a manifest is what
+the tests judge.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcp_tailnet_lab.paths import REPO_DIR, binary
+
+MANIFESTS = REPO_DIR / "manifests"
+VARIANTS_DIR = REPO_DIR / "manifests-variants"
+#: Every deployable variant: a kustomization beside manifests/, applied with -k.
+VARIANTS = sorted(p.name for p in VARIANTS_DIR.iterdir() if (p / "kustomization.yaml").is_file())
+
+DEFAULT_NAMESPACE = "mcp-tailnet"
+SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+Doc = dict[str, Any]
+
+
+def applied_files() -> list[Path]:
+    """What `kubectl apply -f manifests/` reads: *.yaml, *.yml, *.json directly in the folder."""
+    return sorted(p for p in MANIFESTS.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
+
+
+def load_docs(text: str) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def docs_from_files(paths: Iterable[Path] | None = None) -> list[Doc]:
+    """The objects `kubectl apply -f manifests/` sends, in file order."""
+    out: list[Doc] = []
+    for path in paths if paths is not None else applied_files():
+        out.extend(load_docs(path.read_text()))
+    return out
+
+
+def kustomize(path: Path) -> str:
+    """`kubectl kustomize PATH` with the lab-built kubectl (the same kustomize as `apply -k`)."""
+    proc = subprocess.run(
+        [str(binary("kubectl")), "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {path} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def variant_path(name: str) -> Path:
+    return VARIANTS_DIR / name
+
+
+def key(doc: Doc) -> tuple[str, str, str]:
+    """(kind, namespace, name): how kubectl identifies an object."""
+    meta = doc["metadata"]
+    return doc["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def find(docs: Iterable[Doc], kind: str, name: str | None = None) -> list[Doc]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: Iterable[Doc], kind: str, name: str | None = None) -> Doc:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"expected exactly one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(docs: Iterable[Doc]) -> Iterator[tuple[Doc, Doc]]:
+    """(workload, pod spec) for every object that makes pods."""
+    for d in docs:
+        if d["kind"] == "Pod":
+            yield d, d["spec"]
+        elif d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            yield d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "CronJob":
+            yield d, d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def container(spec: Doc, name: str) -> Doc:
+    matches = [c for c in spec["containers"] if c["name"] == name]
+    assert matches, f"no container named {name!r} in {[c['name'] for c in spec['containers']]}"
+    return matches[0]
+
+
+def env_value(c: Doc, name: str) -> str | None:
+    for e in c.get("env", []):
+        if e["name"] == name:
+            return e.get("value")
+    return None
+
+
+def pod_from_workload(workload: Doc, namespace: str, name: str) -> Doc:
+    """A bare Pod with the workload's pod template: what its controller would create.
+
+    The lab runs no controller-manager, so Pod Security admission (which judges Pods,
+    and only warns about workloads) is exercised with the Pod the controller would make.
+    """
+    template = workload["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": template["metadata"].get("labels", {})},
+        "spec": template["spec"],
+    }
+
+
+def dump(docs: Iterable[Doc]) -> str:
+    return yaml.safe_dump_all(list(docs), sort_keys=False)
