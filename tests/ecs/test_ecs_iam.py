@@ -37,9 +37,12 @@ def test_ecr_rights_only_for_an_ecr_registry(bundle: templates.Bundle) -> None:
 
 
 def test_task_role_scoped_to_the_one_cluster(bundle: templates.Bundle) -> None:
-    (st,) = bundle[templates.TASK_POLICY]["Statement"]
-    assert st["Action"] == ["eks:DescribeCluster"]
-    assert st["Resource"] == "arn:aws:eks:eu-west-1:123456789012:cluster/prod"
+    cluster, parts = bundle[templates.TASK_POLICY]["Statement"]
+    assert "eks:DescribeCluster" in cluster["Action"]
+    assert cluster["Resource"] == "arn:aws:eks:eu-west-1:123456789012:cluster/prod"
+    assert all(r.startswith("arn:aws:eks:eu-west-1:123456789012:") and "/prod/" in r for r in parts["Resource"])
+    actions = [a for st in (cluster, parts) for a in st["Action"]]
+    assert all(a.split(":")[1].startswith(("Describe", "List")) for a in actions), "read-only"
 
 
 BREAKS = {
@@ -47,6 +50,7 @@ BREAKS = {
     "resource wildcard": ("iam-wildcard-resource", EXEC, lambda p: p["Statement"][0].update(Resource="*")),
     "an action nobody needs": ("iam-allowed-actions", templates.TASK_POLICY,
                                lambda p: p["Statement"][0]["Action"].append("eks:DeleteCluster")),
+    "every cluster": ("iam-wildcard-resource", templates.TASK_POLICY, lambda p: p["Statement"][0].update(Resource="*")),
     "NotAction": ("iam-shape", EXEC, lambda p: p["Statement"][0].update(NotAction="iam:*")),
     "every secret": ("iam-one-secret", EXEC,
                      lambda p: [st.update(Resource="arn:aws:secretsmanager:eu-west-1:123456789012:secret:*")

@@ -22,8 +22,18 @@ EXECUTION_ACTIONS = frozenset({
     "secretsmanager:GetSecretValue",
     "kms:Decrypt",
 })
+#: The EKS calls eks_inspector makes (eks_auth.py and tools/eks.py), read-only, one cluster.
 TASK_ACTIONS = frozenset({
     "eks:DescribeCluster",
+    "eks:ListNodegroups",
+    "eks:DescribeNodegroup",
+    "eks:ListAddons",
+    "eks:DescribeAddon",
+    "eks:ListAccessEntries",
+    "eks:DescribeAccessEntry",
+    "eks:ListAssociatedAccessPolicies",
+    "eks:ListInsights",
+    "eks:DescribeInsight",
     "elasticfilesystem:ClientMount",
     "elasticfilesystem:ClientWrite",
 })
