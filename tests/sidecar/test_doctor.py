@@ -1,0 +1,43 @@
+"""`doctor` names the step that fails and what to do; all green against a live server."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .conftest import SIDECAR, free_port
+
+
+def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SIDECAR, "doctor", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("path", ["/mcp", "/sse"])
+def test_all_steps_pass_against_a_live_server(stock_server, path):
+    r = doctor("--url", f"http://127.0.0.1:{stock_server.port}{path}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = [line.split(":")[0] for line in r.stdout.splitlines() if not line.startswith(" ")]
+    assert steps == ["ok   dns", "ok   tcp", "ok   http", "ok   handshake", "ok   tools"]
+    assert "3 tool(s): echo, add, sleep" in r.stdout
+
+
+def test_unresolvable_name_fails_at_dns():
+    r = doctor("--url", "http://no-such-node.invalid/mcp")
+    assert r.returncode == 1
+    assert r.stdout.startswith("FAIL dns") and "what to do:" in r.stdout and "tailscale status" in r.stdout
+
+
+def test_closed_port_fails_at_tcp():
+    r = doctor("--url", f"http://127.0.0.1:{free_port()}/mcp", "--timeout", "3")
+    assert r.returncode == 1
+    assert "FAIL tcp" in r.stdout and "tailscale ping" in r.stdout
+
+
+def test_http_failure_is_explained(stock_server):
+    # through a "proxy" that is really the MCP server, the request arrives in absolute form and
+    # matches no route: a 404 at the HTTP step, with the serve/path hint
+    r = doctor("--url", "http://some-node/mcp", "--proxy", f"http://127.0.0.1:{stock_server.port}")
+    assert r.returncode == 1
+    assert "ok   dns: resolved by the proxy" in r.stdout and "ok   tcp" in r.stdout
+    assert "FAIL http: HTTP 404" in r.stdout and "serve applied" in r.stdout
