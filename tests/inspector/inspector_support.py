@@ -139,3 +139,9 @@ def ok(result: CallToolResult) -> str:
 def err(result: CallToolResult) -> str:
     assert result.is_error, f"expected a tool error, got: {text(result)[:500]}"
     return text(result)
+
+
+def apply(cluster: Any, manifest: str, namespace: str | None = None) -> str:
+    """`kubectl apply` exactly as a user runs it (so last-applied-configuration is set)."""
+    args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+    return cluster.kubectl(*args, input=manifest).stdout
