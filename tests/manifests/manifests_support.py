@@ -8,11 +8,15 @@ the tests judge.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import yaml
+from kubernetes.client.rest import ApiException
 
 from mcp_tailnet_lab.paths import REPO_DIR, binary
 
@@ -115,3 +119,62 @@ def pod_from_workload(workload: Doc, namespace: str, name: str) -> Doc:
 
 def dump(docs: Iterable[Doc]) -> str:
     return yaml.safe_dump_all(list(docs), sort_keys=False)
+
+
+# -- a real API server ------------------------------------------------------------------
+
+#: What tests may leave in a namespace; deleted before the namespace itself.
+_NAMESPACED_KINDS = "deployments,pods,secrets,serviceaccounts,roles,rolebindings,networkpolicies,events,configmaps"
+
+
+def namespaces_of(docs: Iterable[Doc]) -> list[str]:
+    return [d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"]
+
+
+@contextmanager
+def namespaces_created(cluster: Any, docs: list[Doc]) -> Iterator[list[str]]:
+    """Create (for real) the Namespaces among docs, then remove every object docs name.
+
+    `kubectl apply --dry-run=server` cannot see a Namespace created by the same apply, so
+    the namespaces come first, as a user's first apply would have made them.
+    """
+    names = namespaces_of(docs)
+    try:
+        cluster.kubectl("apply", "-f", "-", input=dump(d for d in docs if d["kind"] == "Namespace"))
+        yield names
+    finally:
+        remove(cluster, docs)
+
+
+def remove(cluster: Any, docs: list[Doc]) -> None:
+    """Delete what docs created (and what tests added in their namespaces), for good.
+
+    No controller-manager runs here, so nothing empties a Terminating namespace: we delete
+    its objects ourselves and clear its finalizer, or they would reappear with it.
+    """
+    cluster_scoped = [d for d in docs if "namespace" not in d["metadata"] and d["kind"] != "Namespace"]
+    if cluster_scoped:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=dump(cluster_scoped))
+    with cluster.api_client() as api:
+        core = kubernetes.client.CoreV1Api(api)
+        for ns in namespaces_of(docs):
+            cluster.kubectl("delete", _NAMESPACED_KINDS, "--all", "-n", ns, "--ignore-not-found", "--wait=false")
+            try:
+                core.delete_namespace(ns)
+                obj = core.read_namespace(ns)
+                obj.spec.finalizers = []
+                core.replace_namespace_finalize(ns, obj)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    core.read_namespace(ns)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        break
+                    raise
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"namespace {ns} still exists 30 s after deletion")
