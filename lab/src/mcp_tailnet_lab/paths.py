@@ -45,6 +45,8 @@ _BINARIES = {
     "kubectl": ("kubernetes", "KUBERNETES_VERSION"),
     "etcd": ("etcd", "ETCD_VERSION"),
     "docker-compose": ("compose", "COMPOSE_VERSION"),
+    "actionlint": ("actionlint", "ACTIONLINT_VERSION"),
+    "syft": ("syft", "SYFT_VERSION"),
 }
 
 
