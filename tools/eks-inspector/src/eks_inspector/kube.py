@@ -68,7 +68,8 @@ class Kube:
         except k8s.ApiException as exc:
             if exc.status:
                 raise from_status(exc.status, exc.body, op) from None
-            raise InspectorError(f"{op.verb} {op.qualified}: cannot reach the API server ({exc.reason})") from None
+            reason = " ".join(str(exc.reason).split())[:200]
+            raise InspectorError(f"{op.verb} {op.qualified}: cannot reach the API server ({reason})") from None
         except urllib3.exceptions.HTTPError as exc:
             kind = "did not answer within %gs" % t if "timed out" in str(exc).lower() else "is unreachable"
             raise InspectorError(f"{op.verb} {op.qualified}: the API server {kind}") from None

@@ -206,7 +206,7 @@ def _unhealthy(ins: Inspector, notes: list[str]) -> dict[str, Any]:
         cont = None
         scanned = 0
         while True:
-            q = [("limit", "500")] + ([("continue", cont)] if cont else [])
+            q = [("limit", "500"), ("includeObject", "Metadata")] + ([("continue", cont)] if cont else [])
             table = _try(lambda n=ns, qq=q: ins.kube.get(api_path("", "v1", "pods", n), Op("list", "pods", "", n), qq,
                                                           accept=ACCEPT_TABLE), notes, "pods")
             if not table or table.get("kind") != "Table":

@@ -162,9 +162,9 @@ def _list(ins: Inspector, r: Resource, ns: str | None, label_selector: str | Non
     items = doc.get("items") or []
     kind = r.kind
     api_version = r.group_version
-    for it in items:  # list items omit kind/apiVersion; name output and redaction want them
-        it.setdefault("kind", kind)
-        it.setdefault("apiVersion", api_version)
+    for it in items:  # list items omit kind (metadata lists say PartialObjectMetadata); set the real one
+        it["kind"] = kind
+        it["apiVersion"] = api_version
     if sort_by:
         items = _sort(items, sort_by, lambda o: dig(o, sort_by))
     meta = doc.get("metadata") or {}
