@@ -200,6 +200,41 @@ def test_tagged_caller_is_identified_by_whois_and_forged_headers_gain_nothing(ne
     assert not any(a["who"] == "admin@example.com" for a in audit)
 
 
+def test_idle_sse_session_survives_90_seconds_with_keepalives(net, gateway_in_srv):
+    gateway_in_srv()  # keepalive every 5 s in these tests
+
+    async def idle_session() -> str:
+        async with proxied_client(net.usr.proxy_url, "sse", net.url) as client:
+            await client.list_tools()
+            await anyio.sleep(90)
+            res = await client.call_tool("echo", {"text": "still here"})
+            return res.content[0].text
+
+    async def count_keepalives() -> int:
+        seen = b""
+        async with httpx.AsyncClient(proxy=net.usr.proxy_url, timeout=30) as c:
+            async with c.stream("GET", f"{net.url}/sse") as r:
+                assert r.headers["x-accel-buffering"] == "no"
+                with anyio.move_on_after(12):
+                    async for chunk in r.aiter_raw():
+                        seen += chunk
+        return seen.count(b": keepalive")
+
+    async def both():
+        results = {}
+
+        async def run(name, fn):
+            results[name] = await fn()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "idle", idle_session)
+            tg.start_soon(run, "keepalives", count_keepalives)
+        return results
+
+    results = anyio.run(both)
+    assert results["idle"] == "still here"
+    assert results["keepalives"] >= 2  # through serve and the tailnet, comments flow on an idle stream
+
+
 def test_entrypoint_runs_containerboot_and_serves(tailnet, headscale, net):
     """`mcp-tailnet-sidecar run`: the image's entrypoint with the real containerboot."""
     ns = tailnet.outsider("scrun")
