@@ -4,6 +4,16 @@
 #   syft        writes SBOMs of the images we build, for tests/images.
 # Both are plain `go build`s inside the downloaded module, so its own go.mod and
 # go.sum are the main module, with the flags upstream's .goreleaser.yaml uses.
+# actionlint runs shellcheck over every `run:` script when it is on PATH, so
+# Debian's shellcheck comes along (the tests require it).
+
+if ! command -v shellcheck >/dev/null; then
+  progress "  apt-get install shellcheck (actionlint checks run: scripts with it)"
+  DEBIAN_FRONTEND=noninteractive run_logged apt-shellcheck apt-get install -y -q --no-install-recommends shellcheck \
+    || { run_logged apt-update apt-get update -q \
+         && DEBIAN_FRONTEND=noninteractive run_logged apt-shellcheck apt-get install -y -q --no-install-recommends shellcheck; } \
+    || return 1
+fi
 
 # release_tool NAME MODULE VERSION PKG TAGS LDFLAGS: build one tool unless present.
 release_tool() {
