@@ -139,7 +139,7 @@ class TailnetNode:
         with self.log_path.open("ab") as log:
             self._proc = self.popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
-        self._wait(lambda: self.cli("status", "--json", check=False, timeout=10).returncode in (0, 1) and self.socket.exists(), deadline, "tailscaled's LocalAPI socket to answer")
+        self._wait(lambda: self.socket.exists() and self.cli("status", "--json", check=False, timeout=10).returncode == 0, deadline, "tailscaled's LocalAPI socket to answer")
 
         keyfile = self.workdir / "authkey"
         keyfile.write_text(authkey)
@@ -261,7 +261,7 @@ class Tailnet:
                 for other in others:
                     other.wait_for_peers({node.dns_name})
         except BaseException:
-            self._remove(node)
+            self.remove(node)
             raise
         return node
 
@@ -271,7 +271,8 @@ class Tailnet:
         self._outsiders.append(ns)
         return ns
 
-    def _remove(self, node: TailnetNode) -> None:
+    def remove(self, node: TailnetNode) -> None:
+        """Stop `node` and delete its namespace (before session end)."""
         try:
             node.stop()
         finally:
@@ -312,7 +313,7 @@ class Tailnet:
         errors = []
         for node in list(self.nodes):
             try:
-                self._remove(node)
+                self.remove(node)
             except Exception as exc:  # keep cleaning up the rest
                 errors.append(exc)
         for ns in self._outsiders:
