@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render the templates for one account, region and version")
     r.add_argument("--account-id", required=True)
     r.add_argument("--region", required=True)
-    r.add_argument("--version", required=True, help="image tag of our images")
-    r.add_argument("--owner", help="ghcr.io/OWNER namespace of the images")
+    r.add_argument("--version", help="image tag of our images (default: images/release.env)")
+    r.add_argument("--owner", help="ghcr.io/OWNER namespace of the images (default: images/release.env's registry)")
     r.add_argument("--registry", help="whole image registry prefix instead (e.g. an ECR mirror)")
     r.add_argument("--eks-cluster", default="EKS_CLUSTER_NAME", help="EKS cluster the inspector reads")
     r.add_argument("--ecs-cluster", default="mcp-tailnet")
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "render":
             opts = RenderOptions(
-                account_id=args.account_id, region=args.region, version=args.version, owner=args.owner,
+                account_id=args.account_id, region=args.region, owner=args.owner,
+                **({} if args.version is None else {"version": args.version}),
                 registry=args.registry, eks_cluster=args.eks_cluster, ecs_cluster=args.ecs_cluster,
                 subnets=tuple(args.subnets), security_group=args.security_group, hostname=args.hostname,
                 secret_name=args.secret_name, secret_arn=args.secret_arn, kms_key_arn=args.kms_key_arn,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from mcp_tailnet_ecs import templates
+from mcp_tailnet_ecs import release, templates
 from mcp_tailnet_ecs.templates import Bundle
 
 #: placeholder -> the render option that fills it
@@ -66,7 +66,8 @@ class RenderOptions:
 
     account_id: str
     region: str
-    version: str
+    # Default: images/release.env, the version compose and manifests/ name too.
+    version: str = field(default_factory=lambda: release.defaults().version)
     owner: str | None = None
     registry: str | None = None
     eks_cluster: str = "EKS_CLUSTER_NAME"
@@ -94,8 +95,6 @@ class RenderOptions:
         need(bool(_ACCOUNT.fullmatch(self.account_id)), "--account-id", self.account_id, "a 12-digit AWS account id")
         need(bool(_REGION.fullmatch(self.region)), "--region", self.region, "an AWS region name")
         need(bool(_TAG.fullmatch(self.version)), "--version", self.version, "an image tag")
-        if self.registry is None and self.owner is None:
-            raise RenderError("--owner: required (ghcr.io/OWNER/...) unless --registry names the whole registry")
         if self.owner is not None:
             need(bool(_OWNER.fullmatch(self.owner)), "--owner", self.owner, "a lower-case registry namespace")
         if self.registry is not None:
@@ -136,7 +135,10 @@ class RenderOptions:
 
     @property
     def image_registry(self) -> str:
-        return self.registry or f"ghcr.io/{self.owner}"
+        """--registry, else ghcr.io/--owner, else the release's registry (images/release.env)."""
+        if self.registry:
+            return self.registry
+        return f"ghcr.io/{self.owner}" if self.owner else release.defaults().registry
 
     @property
     def secret_value_from(self) -> str:
