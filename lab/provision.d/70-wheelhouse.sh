@@ -27,21 +27,23 @@ uv export --frozen --all-packages --no-emit-workspace --no-dev --no-header \
 progress "  downloading the locked wheels into $wh"
 run_logged wheelhouse-locked python3 -m pip download --disable-pip-version-check --require-hashes \
   --no-deps "${target[@]}" -r "$tmp/requirements.txt" -d "$tmp" || return 1
-run_logged wheelhouse-backend python3 -m pip download --disable-pip-version-check \
-  "${target[@]}" "hatchling==$HATCHLING_VERSION" -d "$tmp" || return 1
-# Keep only what this lock names (plus the backend): old hard links go.
+# Keep only what this lock names: stale hard links from the previous wheelhouse go.
 python3 - "$tmp" <<'PY' || return 1
 import re, sys
 from pathlib import Path
 canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 d = Path(sys.argv[1])
 want = {canon(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", (d / "requirements.txt").read_text(), re.M)}
-keep_any = {"hatchling", "packaging", "pathspec", "pluggy", "trove-classifiers"}
 for whl in d.glob("*.whl"):
     name, version = whl.name.split("-")[:2]
-    if want.get(canon(name)) != version and canon(name) not in keep_any:
+    if want.get(canon(name)) != version:
         whl.unlink()
 PY
+# The build backend and its dependencies (whatever that hatchling requires).
+run_logged wheelhouse-backend python3 -m pip download --disable-pip-version-check \
+  "${target[@]}" "hatchling==$HATCHLING_VERSION" -d "$tmp" || return 1
 rm -rf "$wh"; mv "$tmp" "$wh"; touch "$wh/.complete"
 ln -sfn "$(basename "$wh")" "$MCP_TAILNET_CACHE/wheelhouse/current"
+# Keep the three newest wheelhouses (other checkouts may use an older lock).
+ls -dt "$MCP_TAILNET_CACHE"/wheelhouse/lock-*/ | grep -v partial | tail -n +4 | xargs -r rm -rf
 progress "  wheelhouse ready: $(find "$wh" -name '*.whl' | wc -l) wheels, $(du -sh "$wh" | cut -f1)"
