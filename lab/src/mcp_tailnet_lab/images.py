@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 
 from mcp_tailnet_lab.paths import PROVISION_HINT, REPO_DIR, MissingComponent, cache_dir
-from mcp_tailnet_lab import wheelhouse
+from mcp_tailnet_lab import release, wheelhouse
 
 IMAGES_DIR = REPO_DIR / "images"
 TAG_PREFIX = "mcp-tailnet-lab/"
@@ -170,13 +170,17 @@ def build_repo_image(name: str, client=None, *, labels: dict[str, str] | None = 
             ) from None
     check_requirements(name)
     tag = image_tag(name)
-    args = wheelhouse.build_args(client) | {"VERSION": _package_version(name), "REVISION": _revision()}
+    # VERSION/SOURCE/LICENSES (the OCI labels) come from images/release.env, as in the release workflow.
+    rel = release.load()
+    args = wheelhouse.build_args(client) | rel.build_args(_revision())
     log_path = cache_dir() / "logs" / f"image-{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         for stage in built_stages(dockerfile):
             _build(client, name, dockerfile, f"{tag}-{stage}", args, {LABEL_STAGE: f"{name}-{stage}"}, log, stage)
-        _build(client, name, dockerfile, tag, args, {LABEL_IMAGE: name} | (labels or {}), log, None)
+        base = release.final_base(dockerfile)
+        final_labels = {LABEL_IMAGE: name} | (rel.base_labels(base) if base else {}) | (labels or {})
+        _build(client, name, dockerfile, tag, args, final_labels, log, None)
     for stage in built_stages(dockerfile):
         client.images.prune(filters={"dangling": True, "label": f"{LABEL_STAGE}={name}-{stage}"})
     client.images.prune(filters={"dangling": True, "label": f"{LABEL_IMAGE}={name}"})

@@ -74,6 +74,17 @@ class Release:
         return labels
 
 
+def final_base(dockerfile: Path) -> str | None:
+    """The external image the last stage of a Dockerfile builds FROM (None if it is a stage)."""
+    stages: set[str] = set()
+    last = None
+    for m in re.finditer(r"(?im)^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", dockerfile.read_text()):
+        last = None if m[1].lower() in stages else m[1]
+        if m[2]:
+            stages.add(m[2].lower())
+    return last
+
+
 def parse_env(text: str, where: str = "release.env") -> dict[str, str]:
     """KEY=VALUE lines; comments and blank lines skipped; anything else is an error."""
     out: dict[str, str] = {}

@@ -1,0 +1,87 @@
+"""Helpers for tests/images: run Python inside an image, read what manifests/ declares."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcp_tailnet_lab.paths import REPO_DIR
+
+VENV_PYTHON = "/opt/venv/bin/python"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+# Every installed distribution an interpreter sees, from the dist-info/egg-info
+# metadata (what `pip list --format json` reads; pip itself is not in the images).
+LIST_DISTS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps(sorted({(d.metadata['Name'], d.version) for d in m.distributions()})))"
+)
+
+
+def run_python(client: Any, image: str, code: str, python: str = VENV_PYTHON, **kw: Any) -> str:
+    """Run `python -c code` in a throwaway container of `image` (no network, read-only root)."""
+    out = client.containers.run(image, entrypoint=[python], command=["-c", code], remove=True,
+                                network_disabled=True, read_only=True, stderr=True, **kw)
+    return out.decode()
+
+
+def installed_dists(client: Any, image: str) -> set[tuple[str, str]]:
+    """(name, version) of every Python distribution installed in the image, venv and system."""
+    found: set[tuple[str, str]] = set()
+    for python in (VENV_PYTHON, SYSTEM_PYTHON):
+        found |= {tuple(d) for d in json.loads(run_python(client, image, LIST_DISTS, python))}
+    return found
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_requirements(image_dir: str) -> dict[str, str]:
+    """canonical name -> version pinned in images/<dir>/requirements.txt (exported from uv.lock)."""
+    text = (REPO_DIR / "images" / image_dir / "requirements.txt").read_text()
+    return {canonical(m[1]): m[2] for m in re.finditer(r"(?m)^([A-Za-z0-9_.-]+)==(\S+)", text)}
+
+
+def deployment_containers() -> dict[str, dict[str, Any]]:
+    """The containers of manifests/50-deployment.yaml by name, with the pod's volumes."""
+    docs = [d for d in yaml.safe_load_all((REPO_DIR / "manifests" / "50-deployment.yaml").read_text()) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    return {c["name"]: {**c, "_volumes": volumes} for c in spec["containers"]}
+
+
+def declared_writable_paths(container: dict[str, Any]) -> list[str]:
+    """Mount paths of the emptyDir volumes a manifest container declares: its only writable places."""
+    return [m["mountPath"] for m in container.get("volumeMounts", [])
+            if "emptyDir" in container["_volumes"][m["name"]] and not m.get("readOnly")]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float, interval: float = 1.0) -> Any:
+    """Poll `check` until it returns a truthy value; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def health(container: Any) -> dict[str, Any]:
+    container.reload()
+    return container.attrs["State"].get("Health") or {}
+
+
+def write_file(path: Path, text: str, mode: int = 0o444) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path

@@ -1,0 +1,150 @@
+"""The released images start as manifests/ runs them: read-only root filesystems,
+writable only where the manifest declares an emptyDir (here: a tmpfs at the same
+path), every capability dropped, no privilege escalation, the image's own
+non-root user; and their health checks pass, both Docker's HEALTHCHECK of the
+image and the manifest's probe commands.
+
+The pair runs as a pod (one network namespace) against the lab's real headscale,
+so the sidecar's readiness (tailnet Running, serve applied, upstream answering)
+is the real thing. The inspector gets its in-cluster identity files from the
+lab's real API server; the API server itself is not reachable from the pod, which
+the inspector only needs for tool calls, not to start and answer /healthz.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from images_support import (
+    declared_writable_paths,
+    deployment_containers,
+    health,
+    wait_for,
+    write_file,
+)
+
+HEALTH_TIMEOUT = 180  # HEALTHCHECK intervals are 15 s; start periods 20-60 s
+
+
+def _run_kwargs(manifest_container: dict[str, Any], image: str, env: dict[str, str],
+                binds: dict[str, dict[str, str]]) -> dict[str, Any]:
+    sc = manifest_container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert sc["allowPrivilegeEscalation"] is False
+    return {
+        "image": image,
+        "environment": env,
+        "read_only": True,
+        "tmpfs": {p: "rw,nosuid,nodev,size=64m,mode=1777" for p in declared_writable_paths(manifest_container)},
+        "volumes": binds,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        # no `user`: the image's own USER must be non-root (checked below)
+    }
+
+
+def _manifest_env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
+
+
+@pytest.fixture
+def pod_pair(pod, headscale, cluster, k8s_namespace, release_images, tmp_path_factory):
+    """eks-inspector + sidecar as manifests/50-deployment.yaml runs them."""
+    manifest = deployment_containers()
+    files = tmp_path_factory.mktemp("pod")
+    os.chmod(files, 0o755)
+
+    # The inspector's in-cluster identity: the three files the kubelet would project.
+    sa = files / "sa"
+    sa.mkdir(mode=0o755)
+    write_file(sa / "token", cluster.mint_token(k8s_namespace, "eks-inspector"))
+    write_file(sa / "ca.crt", Path(cluster.ca_file).read_text())
+    write_file(sa / "namespace", k8s_namespace)
+    api_host, _, api_port = cluster.server.removeprefix("https://").rpartition(":")
+    inspector_env = _manifest_env(manifest["eks-inspector"]) | {
+        "KUBERNETES_SERVICE_HOST": api_host, "KUBERNETES_SERVICE_PORT": api_port,
+    }
+
+    # The sidecar's auth key as a file, read through the manifest's `file:` path.
+    key_dir = files / "authkey"
+    key_dir.mkdir(mode=0o755)
+    write_file(key_dir / "TS_AUTHKEY", headscale.preauth_key("lab"))
+    hostname = f"img-ro-{os.getpid()}-{os.urandom(2).hex()}"
+    sidecar_env = _manifest_env(manifest["tailscale"]) | {
+        "TS_HOSTNAME": hostname,
+        "TS_KUBE_SECRET": "",  # not in Kubernetes: state in memory (an ephemeral node)
+        "SIDECAR_LOGIN_SERVER": headscale.url,
+        "TS_DEBUG_USE_DERP_HTTP": "true",  # the lab's embedded DERP speaks plain HTTP
+        "TS_DISABLE_PORTMAPPER": "1",
+        "POD_NAME": hostname, "POD_UID": "00000000-0000-0000-0000-000000000000",
+    }
+    key_mount = next(m["mountPath"] for m in manifest["tailscale"]["volumeMounts"] if m["name"] == "authkey")
+    sa_mount = next(m["mountPath"] for m in manifest["eks-inspector"]["volumeMounts"] if m["name"] == "inspector-kube-api")
+    assert sidecar_env["TS_AUTHKEY"].startswith(f"file:{key_mount}/")
+
+    containers = pod.run([
+        _run_kwargs(manifest["eks-inspector"], release_images["eks-inspector"].ref, inspector_env,
+                    {str(sa): {"bind": sa_mount, "mode": "ro"}}),
+        _run_kwargs(manifest["tailscale"], release_images["sidecar"].ref, sidecar_env,
+                    {str(key_dir): {"bind": key_mount, "mode": "ro"}}),
+    ])
+    return {"eks-inspector": containers[0], "tailscale": containers[1], "manifest": manifest, "hostname": hostname}
+
+
+def _logs(c: Any) -> str:
+    return c.logs(tail=40).decode(errors="replace")
+
+
+def test_pair_starts_read_only_and_health_checks_pass(pod_pair, headscale):
+    manifest = pod_pair["manifest"]
+    for name in ("eks-inspector", "tailscale"):
+        c = pod_pair[name]
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert host["ReadonlyRootfs"] is True
+        assert sorted(host["Tmpfs"]) == sorted(declared_writable_paths(manifest[name]))
+
+    # Docker runs the images' own HEALTHCHECK commands: both must turn healthy.
+    for name in ("eks-inspector", "tailscale"):
+        c = pod_pair[name]
+
+        def healthy(c=c) -> bool:
+            c.reload()
+            assert c.status == "running", f"{c.name} exited:\n{_logs(c)}"
+            return health(c).get("Status") == "healthy"
+
+        try:
+            wait_for(healthy, f"{name} HEALTHCHECK to pass", HEALTH_TIMEOUT, interval=2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nhealth log: {health(c).get('Log', [])[-2:]}\n{_logs(c)}") from None
+
+    # The manifest's probe commands, run inside the containers as the kubelet would.
+    for name in ("eks-inspector", "tailscale"):
+        for probe in ("livenessProbe", "readinessProbe"):
+            command = manifest[name][probe]["exec"]["command"]
+            result = pod_pair[name].exec_run(command)
+            assert result.exit_code == 0, f"{name} {probe} {command}: {result.output.decode(errors='replace')}"
+
+    # The node really is on the tailnet under its name.
+    assert any(n.get("given_name", n.get("givenName")) == pod_pair["hostname"] or n.get("name") == pod_pair["hostname"]
+               for n in headscale.nodes()), [n.get("name") for n in headscale.nodes()]
+
+
+def test_nothing_but_the_declared_paths_is_writable(pod_pair):
+    """Read-only means read-only: / and the app fail, the declared tmpfs paths work."""
+    manifest = pod_pair["manifest"]
+    for name in ("eks-inspector", "tailscale"):
+        c = pod_pair[name]
+        wait_for(lambda c=c: (c.reload(), c.status)[1] == "running", f"{name} running", 60)
+        for path in ("/probe-file", "/opt/venv/probe-file", "/etc/probe-file", "/var/probe-file"):
+            r = c.exec_run(["python3", "-c", f"open({path!r}, 'w')"])
+            assert r.exit_code != 0 and b"Read-only file system" in r.output, (name, path, r.output)
+        for path in declared_writable_paths(manifest[name]):
+            r = c.exec_run(["python3", "-c", f"open({path!r} + '/probe-file', 'w').write('x')"])
+            assert r.exit_code == 0, (name, path, r.output)
+        whoami = c.exec_run(["python3", "-c", "import os; print(os.getuid())"]).output.decode().strip()
+        assert whoami != "0"
