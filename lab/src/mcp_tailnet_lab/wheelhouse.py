@@ -85,31 +85,37 @@ def _answers(url: str) -> bool:
 
 
 def ensure_server(client, timeout: float = 15.0) -> str:  # noqa: ANN001
-    """URL of this checkout's wheelhouse as build containers see it; starts the server if needed."""
+    """URL of this checkout's wheelhouse as build containers see it; starts the server if needed.
+
+    Tries the configured port and the next few: a port held by a server with
+    another cache root (another checkout's) or by something else is skipped.
+    """
     wheels = wheelhouse_dir()
-    host, p = bridge_gateway(client), port()
-    url = f"http://{host}:{p}/{wheels.name}/"
-    if _answers(url):
-        return url
+    host, first = bridge_gateway(client), port()
     log = cache_dir() / "logs" / "wheelhouse-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_tailnet_lab.wheelhouse", "serve",
-             "--bind", host, "--port", str(p), "--root", str(wheelhouse_root())],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for p in range(first, min(first + 10, 65536)):
+        url = f"http://{host}:{p}/{wheels.name}/"
         if _answers(url):
             return url
-        if proc.poll() is not None and not _answers(url):
-            break
-        time.sleep(0.2)
-    tail = log.read_text(errors="replace").splitlines()[-5:]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mcp_tailnet_lab.wheelhouse", "serve",
+                 "--bind", host, "--port", str(p), "--root", str(wheelhouse_root())],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _answers(url):
+                return url
+            time.sleep(0.2)
+        if proc.poll() is None:  # started but never answered: not ours to keep
+            proc.terminate()
+            proc.wait(timeout=5)
+    tail = log.read_text(errors="replace").splitlines()[-3:]
     raise MissingComponent(
-        f"the lab wheelhouse server did not answer at {url} (port from {PORT_ENV}, default {DEFAULT_PORT}); "
-        f"log {log}: {' | '.join(tail)}"
+        f"the lab wheelhouse server could not serve {wheels} on {host} ports {first}-{first + 9} "
+        f"(set {PORT_ENV}); log {log}: {' | '.join(tail)}"
     )
 
 
