@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
+import kubernetes.client
 import pytest
 
 from manifests_support import (
@@ -31,6 +34,7 @@ from manifests_support import (
     pod_from_workload,
     variant_path,
 )
+from mcp_tailnet_lab.paths import REPO_DIR
 
 INSPECTOR_SA = "eks-inspector"
 SIDECAR_SA = "mcp-tailnet-sidecar"
@@ -54,12 +58,17 @@ def test_server_side_dry_run_accepts(cluster, how):
         proc = cluster.kubectl("apply", "--dry-run=server", *args, check=False)
         assert proc.returncode == 0, f"kubectl apply --dry-run=server {how} failed: {proc.stderr}"
         # kubectl prints one line per object: `kind.group/name created (server dry run)`.
-        lines = [line for line in proc.stdout.splitlines() if line.endswith("(server dry run)")]
-        assert len(lines) == len(docs), proc.stdout
-        for kind, _ns, name in map(key, docs):
-            assert any(line.split(" ")[0].split("/")[-1] == name and line.lower().startswith(kind.lower())
-                       for line in lines), f"{kind}/{name} missing from: {proc.stdout}"
-        assert "Warning" not in proc.stderr, f"the API server warned: {proc.stderr}"
+        printed = set()
+        for line in proc.stdout.splitlines():
+            if line.endswith("(server dry run)"):
+                ref = line.split(" ")[0]
+                printed.add((ref.split("/")[0].split(".")[0], ref.split("/", 1)[1]))
+        assert printed == {(kind.lower(), name) for kind, _ns, name in map(key, docs)}, proc.stdout
+        if how.endswith("/tun"):
+            # Its namespace enforces `privileged` but still warns at `restricted`.
+            assert 'would violate PodSecurity "restricted:latest"' in proc.stderr, proc.stderr
+        else:
+            assert "Warning" not in proc.stderr, f"the API server warned: {proc.stderr}"
         # A dry run persists nothing.
         deployment = one(docs, "Deployment", "eks-inspector")
         get = cluster.kubectl("get", "deployment", "eks-inspector", "-n",
@@ -114,8 +123,17 @@ class Identity:
     def __init__(self, cluster, service_account: str, workdir: Path) -> None:
         token = cluster.mint_token(DEFAULT_NAMESPACE, service_account, expiration_seconds=3600)
         self.cluster = cluster
+        self._token = token
         self.name = service_account
         self.kubeconfig = cluster.kubeconfig_for_token(token, workdir / f"{service_account}.kubeconfig")
+
+    def core(self) -> kubernetes.client.CoreV1Api:
+        """The API as a program (tailscaled's state store) calls it: no kubectl annotations."""
+        cfg = kubernetes.client.Configuration()
+        cfg.host = self.cluster.server
+        cfg.ssl_ca_cert = str(self.cluster.ca_file)
+        cfg.api_key = {"authorization": f"Bearer {self._token}"}
+        return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(cfg))
 
     def run(self, *args: str, input: str | None = None):
         return self.cluster.kubectl(*args, input=input, kubeconfig=self.kubeconfig, check=False)
@@ -127,7 +145,8 @@ class Identity:
 
     def forbidden(self, *args: str, input: str | None = None) -> None:
         proc = self.run(*args, input=input)
-        assert proc.returncode != 0 and "Forbidden" in proc.stderr, (
+        # RBAC's refusal: `... is forbidden: User "system:serviceaccount:..." cannot ...`
+        assert proc.returncode != 0 and "forbidden" in proc.stderr.lower() and self.name in proc.stderr, (
             f"{self.name} should be forbidden `kubectl {' '.join(args)}`: rc={proc.returncode} {proc.stderr}"
         )
 
@@ -138,6 +157,16 @@ class Identity:
         return proc.stdout.strip() == "yes"
 
 
+def documented_authkey_command() -> list[str]:
+    """kubectl's arguments in docs/eks.md's auth-key step (`... | kubectl ARGS; unset ...`)."""
+    text = (REPO_DIR / "docs" / "eks.md").read_text().replace("\\\n", " ")
+    match = re.search(r"\| kubectl (-n mcp-tailnet create secret generic [^;\n]+);", text)
+    assert match, "docs/eks.md no longer shows the `| kubectl -n mcp-tailnet create secret generic ...;` step"
+    args = shlex.split(match.group(1))
+    assert "--from-file=TS_AUTHKEY=/dev/stdin" in args
+    return args
+
+
 @pytest.fixture(scope="module")
 def deployed(cluster, tmp_path_factory) -> Iterator[dict]:
     """`kubectl apply -f manifests/` for real (namespace first), plus a Secret that is not ours."""
@@ -145,10 +174,13 @@ def deployed(cluster, tmp_path_factory) -> Iterator[dict]:
     workdir = tmp_path_factory.mktemp("identities")
     with namespaces_created(cluster, docs):
         cluster.kubectl("apply", "-f", str(MANIFESTS))
+        authkey = f"tskey-auth-lab{secrets.token_hex(8)}"
+        cluster.kubectl(*documented_authkey_command(), input=authkey)
         cluster.kubectl("create", "secret", "generic", "someone-elses", "-n", DEFAULT_NAMESPACE,
                         "--from-literal=password=" + secrets.token_hex(8))
         yield {
             "docs": docs,
+            "authkey": authkey,
             "inspector": Identity(cluster, INSPECTOR_SA, workdir),
             "sidecar": Identity(cluster, SIDECAR_SA, workdir),
         }
@@ -194,9 +226,14 @@ def test_sidecar_reads_and_writes_only_its_own_state_secret(deployed):
     # patch (containerboot's strategic-merge patches) and update (tailscaled's state store)
     sidecar.allowed("patch", "secret", STATE_SECRET, "-n", DEFAULT_NAMESPACE, "--type=merge",
                     "-p", json.dumps({"data": {"device_id": base64.b64encode(b"n123").decode()}}))
-    got = json.loads(sidecar.allowed("get", "secret", STATE_SECRET, "-n", DEFAULT_NAMESPACE, "-o", "json"))
-    got["data"]["_current-profile"] = base64.b64encode(b"profile-abcd").decode()
-    sidecar.allowed("replace", "-f", "-", input=json.dumps(got))
+    # An update (PUT) of the whole object, as tailscaled's Kubernetes state store does it.
+    # (Not `kubectl replace`: kubectl rewrites its last-applied annotation on replace/edit,
+    # after which a re-apply would remove these keys; docs/eks.md warns about it.)
+    core = sidecar.core()
+    live = core.read_namespaced_secret(STATE_SECRET, DEFAULT_NAMESPACE)
+    live.data = {**(live.data or {}), "_current-profile": base64.b64encode(b"profile-abcd").decode()}
+    core.replace_namespaced_secret(STATE_SECRET, DEFAULT_NAMESPACE, live)
+    assert "_current-profile" in core.read_namespaced_secret(STATE_SECRET, DEFAULT_NAMESPACE).data
 
     for other in ("someone-elses", "mcp-tailnet-sidecar-token"):
         sidecar.forbidden("get", "secret", other, "-n", DEFAULT_NAMESPACE)
@@ -227,12 +264,32 @@ def test_sidecar_passes_the_checks_containerboot_makes(deployed):
 def test_reapplying_keeps_the_state_the_sidecar_wrote(deployed, cluster):
     sidecar = deployed["sidecar"]
     marker = base64.b64encode(secrets.token_bytes(8)).decode()
+    # containerboot patches; tailscaled's store updates the whole object: do both.
     sidecar.allowed("patch", "secret", STATE_SECRET, "-n", DEFAULT_NAMESPACE, "--type=merge",
-                    "-p", json.dumps({"data": {"_machinekey": marker}}))
+                    "-p", json.dumps({"data": {"device_fqdn": base64.b64encode(b"eks-inspector.ts.net").decode()}}))
+    core = sidecar.core()
+    live = core.read_namespaced_secret(STATE_SECRET, DEFAULT_NAMESPACE)
+    live.data = {**(live.data or {}), "_machinekey": marker}
+    core.replace_namespaced_secret(STATE_SECRET, DEFAULT_NAMESPACE, live)
+    authkey_before = _secret_data(cluster, "mcp-tailnet-authkey")
     for args in (["-f", str(MANIFESTS)], ["-k", str(MANIFESTS)]):
         cluster.kubectl("apply", *args)
-        live = json.loads(cluster.kubectl("get", "secret", STATE_SECRET, "-n", DEFAULT_NAMESPACE, "-o", "json").stdout)
-        assert live.get("data", {}).get("_machinekey") == marker, f"apply {args[0]} wiped the sidecar's state"
+        data = _secret_data(cluster, STATE_SECRET)
+        assert data.get("_machinekey") == marker and "device_fqdn" in data, f"apply {args[0]} wiped the state"
+        assert _secret_data(cluster, "mcp-tailnet-authkey") == authkey_before, f"apply {args[0]} touched the key"
+
+
+def _secret_data(cluster, name: str) -> dict:
+    live = json.loads(cluster.kubectl("get", "secret", name, "-n", DEFAULT_NAMESPACE, "-o", "json").stdout)
+    return live.get("data", {})
+
+
+def test_the_documented_auth_key_command_stores_the_key_verbatim(deployed, cluster):
+    """docs/eks.md's `kubectl create secret` line, run as written (the key on stdin)."""
+    assert base64.b64decode(_secret_data(cluster, "mcp-tailnet-authkey")["TS_AUTHKEY"]) == deployed["authkey"].encode()
+    # Nobody's token can read it: the kubelet mounts it into the sidecar, no API call needed.
+    deployed["sidecar"].forbidden("get", "secret", "mcp-tailnet-authkey", "-n", DEFAULT_NAMESPACE)
+    deployed["inspector"].forbidden("get", "secret", "mcp-tailnet-authkey", "-n", DEFAULT_NAMESPACE)
 
 
 def test_applied_objects_are_what_the_files_say(deployed, cluster):
