@@ -11,10 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from eks_inspector.errors import InspectorError, Op
 from eks_inspector.kube import ACCEPT_DISCOVERY, ACCEPT_JSON, Kube
+
+T = TypeVar("T")
 
 #: After a miss, do not refresh again sooner than this (a typo must not hammer discovery).
 MISS_REFRESH_INTERVAL = 2.0
@@ -130,12 +133,12 @@ class Discovery:
         self._last_refresh = catalog.fetched_at
         return catalog
 
-    def resolve(self, name: str) -> Resource:
+    def resolve(self, name: str, force: bool = False) -> Resource:
         """Map `pods`, `po`, `Pod`, `deployments.apps`, `deploy.v1.apps`, `foos.example.com` to one type."""
         spec = name.strip()
         if not spec or "/" in spec or " " in spec:
             raise InspectorError(f"{name!r} is not a resource type (use a kind, plural or short name, e.g. pods)")
-        found = self._match(self.catalog(), spec)
+        found = self._match(self.catalog(force=force), spec)
         if found is None and time.monotonic() - self._last_refresh > MISS_REFRESH_INTERVAL:
             found = self._match(self.catalog(force=True), spec)
         if found is None:
@@ -168,6 +171,19 @@ class Discovery:
                 return (exact_plural or hits)[0]
         # a kind given with its exact case but unusual plural (e.g. "Endpoints")
         return None
+
+    def run(self, name: str, fn: Callable[[Resource], T]) -> T:
+        """Resolve `name` and run `fn`; if the server says the type is gone, refresh once and retry."""
+        r = self.resolve(name)
+        try:
+            return fn(r)
+        except InspectorError as exc:
+            if not exc.type_missing:
+                raise
+        fresh = self.resolve(name, force=True)
+        if fresh == r:
+            raise InspectorError(f'the server doesn\'t have a resource type "{name}" any more')
+        return fn(fresh)
 
     def kinds_for_owner(self, api_version: str, kind: str) -> Resource | None:
         group, _, version = api_version.rpartition("/")

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 
 class InspectorError(Exception):
-    """A failure the caller should see as a tool error (message is shown verbatim)."""
+    """A failure the caller should see as a tool error (message is shown verbatim).
+
+    `type_missing` marks a 404 for the resource type itself (not an object), which means
+    the discovery cache is stale (e.g. a CRD was deleted or replaced).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, type_missing: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type_missing = type_missing
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,14 @@ def _status_message(body: bytes | str | None) -> str:
     return ""
 
 
+def _is_status(body: bytes | str | None) -> bool:
+    try:
+        doc = json.loads(body or b"")
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == "Status"
+
+
 def from_status(status: int, body: bytes | str | None, op: Op) -> InspectorError:
     """Turn an HTTP error from the API server into one actionable line."""
     message = _status_message(body)
@@ -63,9 +80,12 @@ def from_status(status: int, body: bytes | str | None, op: Op) -> InspectorError
     if status == 401:
         return InspectorError("unauthorized: the API server rejected this server's credentials (expired or revoked token)")
     if status == 404:
-        if op.name:
-            return InspectorError(f'{op.qualified} "{op.name}" not found{op.where}')
-        return InspectorError(f"{op.qualified}: not found{op.where} ({message or 'the API server does not serve it'})")
+        # a missing object gets a Status document; a type the server no longer serves gets "404 page not found"
+        type_missing = not _is_status(body)
+        if op.name and not type_missing:
+            return InspectorError(f'{op.qualified} "{op.name}" not found{op.where}', status=404)
+        return InspectorError(f"{op.qualified}: not found{op.where} ({message or 'the API server does not serve it'})",
+                              status=404, type_missing=type_missing)
     if status == 410:
         return InspectorError(
             "the continue token has expired (the list changed too much or is too old); start again without continue"

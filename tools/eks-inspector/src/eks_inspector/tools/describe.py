@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from eks_inspector.context import Inspector, age
+from eks_inspector.discovery import Resource
 from eks_inspector.errors import InspectorError, Op
 from eks_inspector.kube import api_path
 from eks_inspector.render import Document
@@ -20,12 +21,16 @@ MAX_OWNER_DEPTH = 6
 
 def describe(ins: Inspector, resource: str, name: str, namespace: str | None = None, events_limit: int = 20,
              include_secret_metadata: bool = False) -> Document:
-    r = ins.discovery.resolve(resource)
-    check_secret_access(r, include_secret_metadata)
     if not 0 <= events_limit <= 200:
         raise InspectorError("events_limit must be between 0 and 200")
-    ns = ins.namespace_for(r, namespace)
-    obj = ins.kube.get(api_path(r.group, r.version, r.plural, ns, name), Op("get", r.plural, r.group, ns, name))
+
+    def fetch(r: Resource) -> tuple[Resource, str | None, dict[str, Any]]:
+        check_secret_access(r, include_secret_metadata)
+        ns = ins.namespace_for(r, namespace)
+        return r, ns, ins.kube.get(api_path(r.group, r.version, r.plural, ns, name),
+                                   Op("get", r.plural, r.group, ns, name))
+
+    r, ns, obj = ins.discovery.run(resource, fetch)
     meta = obj.get("metadata") or {}
     out: dict[str, Any] = {
         "kind": obj.get("kind", r.kind), "apiVersion": obj.get("apiVersion", r.group_version),

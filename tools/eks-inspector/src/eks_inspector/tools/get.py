@@ -81,7 +81,14 @@ def get(
     sort_by: str | None = None,
     include_secret_metadata: bool = False,
 ) -> Answer:
-    r = ins.discovery.resolve(resource)
+    return ins.discovery.run(resource, lambda r: _get(ins, r, name, namespace, all_namespaces, label_selector,
+                                                      field_selector, output, limit, continue_token, sort_by,
+                                                      include_secret_metadata))
+
+
+def _get(ins: Inspector, r: Resource, name: str | None, namespace: str | None, all_namespaces: bool,
+         label_selector: str | None, field_selector: str | None, output: str, limit: int | None,
+         continue_token: str | None, sort_by: str | None, include_secret_metadata: bool) -> Answer:
     check_secret_access(r, include_secret_metadata)
     if output not in ("table", "wide", "name", "yaml", "json"):
         raise InspectorError(f"output must be table, wide, name, yaml or json, not {output!r}")
