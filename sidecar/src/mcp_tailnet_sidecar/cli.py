@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     dr.add_argument("--transport", choices=["http", "sse"], help="default: from the URL path")
     dr.add_argument("--proxy", help="reach the tailnet through this HTTP proxy (userspace tailscaled)")
     dr.add_argument("--timeout", type=float, default=10.0)
+    dr.add_argument("--call", metavar="TOOL", help="also call this tool and show the start of its answer")
+    dr.add_argument("--arguments", default="{}", metavar="JSON", help="the tool's arguments (a JSON object)")
     args = parser.parse_args(argv)
 
     if args.command in (None, "run"):
@@ -74,9 +76,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(render(args.host, args.transport, name=args.name, scheme="https" if args.https else "http"))
         return 0
-    from mcp_tailnet_sidecar.doctor import Doctor
+    from mcp_tailnet_sidecar.doctor import Doctor, parse_arguments
 
-    return Doctor(args.url, transport=args.transport, proxy=args.proxy, timeout=args.timeout).run()
+    try:
+        arguments = parse_arguments(args.arguments)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return Doctor(args.url, transport=args.transport, proxy=args.proxy, timeout=args.timeout,
+                  call=args.call, arguments=arguments).run()
 
 
 if __name__ == "__main__":

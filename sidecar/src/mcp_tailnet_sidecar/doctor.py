@@ -3,11 +3,13 @@
 Runs the steps a client goes through, in order, and stops at the first that fails with
 what to do about it: name resolution (MagicDNS), TCP reachability (tailnet path and
 ACL), the HTTP answer of the sidecar (serve + gateway), the MCP handshake and the tool
-list (the MCP server behind it).
+list (the MCP server behind it); with `--call TOOL` also one tool call, so a check from
+a tailnet machine proves the whole path end to end (the compose demo's client uses it).
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from dataclasses import dataclass
@@ -41,8 +43,12 @@ class Step:
 
 class Doctor:
     def __init__(self, url: str, *, transport: str | None = None, proxy: str | None = None,
-                 timeout: float = 10.0, out: TextIO = sys.stdout) -> None:
+                 timeout: float = 10.0, out: TextIO = sys.stdout, call: str | None = None,
+                 arguments: dict | None = None, excerpt: int = 300) -> None:
         self.url = url
+        self.call = call
+        self.arguments = arguments or {}
+        self.excerpt = excerpt
         self.parts = urlsplit(url)
         self.transport = transport or ("sse" if self.parts.path.rstrip("/").endswith("/sse") else "http")
         self.proxy = proxy
@@ -112,10 +118,14 @@ class Doctor:
         return self._report(Step("http", True, f"the sidecar answered HTTP {status} ({ctype or 'no type'})"))
 
     async def _mcp_check(self) -> bool:
-        import httpx2
-        from mcp import Client
-        from mcp.client.sse import sse_client
-        from mcp.client.streamable_http import streamable_http_client
+        try:
+            import httpx2
+            from mcp import Client
+            from mcp.client.sse import sse_client
+            from mcp.client.streamable_http import streamable_http_client
+        except ImportError as exc:
+            return self._report(Step("handshake", False, f"the MCP SDK is not installed here ({exc.name})",
+                                     "install the doctor extra: pip install 'mcp-tailnet-sidecar[doctor]'"))
 
         try:
             with anyio.fail_after(self.timeout * 3):
@@ -132,18 +142,48 @@ class Doctor:
                         self._report(Step("handshake", True, f"MCP protocol {client.protocol_version}, server "
                                           f"{getattr(client.server_info, 'name', '?')}"))
                         tools = (await client.list_tools()).tools
+                        names = ", ".join(t.name for t in tools) or "(none)"
+                        self._report(Step("tools", True, f"{len(tools)} tool(s): {names}"))
+                        if self.call:
+                            return await self._call(client, {t.name for t in tools})
                 finally:
                     if http_client is not None:
                         await http_client.aclose()
         except BaseException as exc:  # noqa: BLE001 - reported, with the step it failed at
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            step = "tools" if any(s.name == "handshake" for s in self.steps) else "handshake"
+            done = {s.name for s in self.steps}
+            step = "call" if "tools" in done else "tools" if "handshake" in done else "handshake"
             return self._report(Step(step, False, f"{type(exc).__name__}: {_root(exc)}",
                                      "the HTTP path works but MCP does not: check the MCP server's logs and "
                                      "that the transport matches (/mcp = Streamable HTTP, /sse = SSE)"))
-        names = ", ".join(t.name for t in tools) or "(none)"
-        return self._report(Step("tools", True, f"{len(tools)} tool(s): {names}"))
+        return True
+
+    async def _call(self, client, names: set[str]) -> bool:  # noqa: ANN001 - mcp.Client
+        """Call one tool; its answer's first text, cut to `excerpt` characters, is the proof."""
+        if self.call not in names:
+            return self._report(Step("call", False, f"the server has no tool {self.call!r}",
+                                     "pick one of the tools listed above"))
+        result = await client.call_tool(self.call, self.arguments)
+        text = " ".join(getattr(c, "text", "") for c in result.content if getattr(c, "text", None))
+        text = " ".join(text.split())
+        if len(text) > self.excerpt:
+            text = text[: self.excerpt] + "..."
+        if result.is_error:
+            return self._report(Step("call", False, f"{self.call} answered with an error: {text}",
+                                     "the path works; the tool refused these arguments or failed on the server"))
+        return self._report(Step("call", True, f"{self.call} -> {text or '(no text content)'}"))
+
+
+def parse_arguments(raw: str) -> dict:
+    """`--arguments` is a JSON object; anything else is a usage error with the reason."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"--arguments is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--arguments must be a JSON object, e.g. '{\"text\": \"hi\"}'")
+    return value
 
 
 def _root(exc: BaseException) -> str:
