@@ -8,6 +8,7 @@ namespace is shown both by /proc/self/ns/net and by who can reach a loopback por
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ import pytest
 from packaging.markers import Marker
 
 from mcp_tailnet_lab.images import IMAGES_DIR, repo_image_names
-from mcp_tailnet_lab.paths import versions
+from mcp_tailnet_lab.paths import binary, versions
 from mcp_tailnet_lab.pods import PodFactory
 
 # A loopback-only HTTP server answering with a token, and a client that retries a bounded time.
@@ -97,11 +98,30 @@ def test_tailscale_standin_has_the_official_layout(docker_client: Any) -> None:
     assert "iproute2" in out
 
 
-def test_headscale_standin_runs_the_pinned_release(docker_client: Any) -> None:
+def _sha256_in_image(client: Any, image: str, path: str) -> str:
+    out = client.containers.run(image, ["sha256sum", path], entrypoint="", remove=True).decode()
+    return out.split()[0]
+
+
+def test_headscale_standin_runs_the_lab_built_release(docker_client: Any) -> None:
     tag = versions()["HEADSCALE_IMAGE"]
-    assert docker_client.images.get(tag).attrs["Config"]["Entrypoint"] == ["/ko-app/headscale"]
+    config = docker_client.images.get(tag).attrs["Config"]
+    assert config["Entrypoint"] == ["/ko-app/headscale"]
+    assert "/ko-app" in next(e for e in config["Env"] if e.startswith("PATH=")).split(":")
+    assert config["Labels"]["org.opencontainers.image.version"] == versions()["HEADSCALE_VERSION"]
+    # The very binary the lab built at the pinned tag (its `version` says "dev" when
+    # built from the downloaded module, so compare bytes, not the banner).
+    want = hashlib.sha256(binary("headscale").read_bytes()).hexdigest()
+    assert _sha256_in_image(docker_client, tag, "/ko-app/headscale") == want
     out = docker_client.containers.run(tag, ["version"], remove=True).decode()
-    assert versions()["HEADSCALE_VERSION"].lstrip("v") in out
+    assert out.strip()
+
+
+def test_tailscale_standin_holds_the_lab_built_binaries(docker_client: Any) -> None:
+    tag = versions()["TAILSCALE_IMAGE"]
+    for name in ("tailscale", "tailscaled", "containerboot"):
+        want = hashlib.sha256(binary(name).read_bytes()).hexdigest()
+        assert _sha256_in_image(docker_client, tag, f"/usr/local/bin/{name}") == want, name
 
 
 def _locked(name: str) -> dict[str, str]:
