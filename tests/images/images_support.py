@@ -26,8 +26,9 @@ LIST_DISTS = (
 
 def run_python(client: Any, image: str, code: str, python: str = VENV_PYTHON, **kw: Any) -> str:
     """Run `python -c code` in a throwaway container of `image` (no network, read-only root)."""
+    kw.setdefault("read_only", True)
     out = client.containers.run(image, entrypoint=[python], command=["-c", code], remove=True,
-                                network_disabled=True, read_only=True, stderr=True, **kw)
+                                network_disabled=True, stderr=True, **kw)
     return out.decode()
 
 
@@ -43,10 +44,29 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def locked_requirements(image_dir: str) -> dict[str, str]:
-    """canonical name -> version pinned in images/<dir>/requirements.txt (exported from uv.lock)."""
+def locked_requirements(image_dir: str, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """canonical name -> version pinned in images/<dir>/requirements.txt (exported from uv.lock)
+    whose environment marker holds for `environment` (PEP 508 names; default: the images' Linux CPython)."""
+    from packaging.markers import Marker
+
+    env = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython",
+           "python_version": "3.11", "python_full_version": "3.11.2", "platform_machine": "x86_64"}
+    env |= environment or {}
     text = (REPO_DIR / "images" / image_dir / "requirements.txt").read_text()
-    return {canonical(m[1]): m[2] for m in re.finditer(r"(?m)^([A-Za-z0-9_.-]+)==(\S+)", text)}
+    out = {}
+    for m in re.finditer(r"(?m)^([A-Za-z0-9_.-]+)==([^\s;\\]+)[ \t]*(?:;([^\\\n]*))?", text):
+        if m[3] and not Marker(m[3].strip()).evaluate(env):
+            continue
+        out[canonical(m[1])] = m[2]
+    return out
+
+
+def image_python(client: Any, image: str) -> dict[str, str]:
+    """The PEP 508 environment of the image's interpreter, for locked_requirements."""
+    code = ("import json, platform, sys; print(json.dumps({'python_version': '%d.%d' % sys.version_info[:2], "
+            "'python_full_version': platform.python_version(), 'platform_machine': platform.machine()}))")
+    return json.loads(run_python(client, image, code))
 
 
 def deployment_containers() -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ import pytest
 from mcp_tailnet_lab import sbom
 from mcp_tailnet_lab.build_images import main as build_images_main
 
-from images_support import canonical, installed_dists, locked_requirements
+from images_support import canonical, image_python, installed_dists, locked_requirements
 
 OWN_PACKAGE = {"sidecar": "mcp-tailnet-sidecar", "eks-inspector": "mcp-eks-inspector"}
 
@@ -31,7 +31,8 @@ def test_every_installed_python_package_is_in_the_sbom_with_its_version(docker_c
     # Not vacuous: the image's own package and every locked requirement are installed.
     names = {canonical(n) for n, _ in installed}
     assert canonical(OWN_PACKAGE[image_dir]) in names
-    assert set(locked_requirements(image_dir)) <= names
+    locked = locked_requirements(image_dir, image_python(docker_client, release_images[image_dir].ref))
+    assert set(locked) <= names, sorted(set(locked) - names)
     missing = sorted(f"{n}=={v}" for n, v in installed if v not in listed.get(canonical(n), set()))
     assert not missing, f"{image_dir}: installed but not in the SBOM (name@version): {missing}"
 
@@ -43,7 +44,7 @@ def test_venv_holds_exactly_the_locked_packages(docker_client, release_images, i
 
     venv = {canonical(n): v for n, v in json.loads(run_python(docker_client, release_images[image_dir].ref,
                                                               LIST_DISTS, VENV_PYTHON))}
-    want = locked_requirements(image_dir) | {canonical(OWN_PACKAGE[image_dir]): venv.get(canonical(OWN_PACKAGE[image_dir]))}
+    want = locked_requirements(image_dir, image_python(docker_client, release_images[image_dir].ref)) | {canonical(OWN_PACKAGE[image_dir]): venv.get(canonical(OWN_PACKAGE[image_dir]))}
     assert venv == want
 
 
