@@ -282,6 +282,9 @@ class LocalCluster:
             # pods/log is proxied to the node's InternalIP + kubelet port; with no kubelet CA
             # configured the API server skips verifying the kubelet's serving cert.
             "--kubelet-preferred-address-types=InternalIP",
+            # The default reconciler would publish the loopback advertise address as the
+            # `kubernetes` Service's endpoint, which validation rejects (an error every 10 s).
+            "--endpoint-reconciler-type=none",
             "--allow-privileged=true",  # as on EKS; PodSecurity decides per namespace
             "--profiling=false",
         ]
