@@ -196,6 +196,8 @@ class Renderer:
                     widths[i] = max(widths[i], len("" if v is None else str(v)))
             line = sum(widths) + 3 * max(len(widths) - 1, 0) + 1
             return [_jsize(r) + 1 + line + 2 for r in answer.rows]  # text + structured per row
+        if answer.fmt == "name":  # text line + the same string in structured "names"
+            return [2 * len(json.dumps(_object_name(o))) + 2 for o in answer.objects]
         sizes = []
         for obj in answer.objects:
             clean = sanitize(obj, secret_metadata=answer.secret_metadata)
