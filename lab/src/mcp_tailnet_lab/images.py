@@ -21,7 +21,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from mcp_tailnet_lab.paths import PROVISION_HINT, REPO_DIR, MissingComponent, cache_dir
@@ -130,22 +129,6 @@ def check_requirements(name: str) -> None:
 
 
 # --- build ------------------------------------------------------------------------
-
-def _package_version(name: str) -> str:
-    """Version of the workspace package the image's requirements were exported for."""
-    req = requirements_file(name)
-    if not req.is_file():
-        return "0.0.0"
-    cmd = _export_command(req)
-    package = cmd[cmd.index("--package") + 1] if "--package" in cmd else None
-    for pyproject in REPO_DIR.glob("**/pyproject.toml"):
-        if ".venv" in pyproject.parts:
-            continue
-        project = tomllib.loads(pyproject.read_text()).get("project", {})
-        if project.get("name") == package:
-            return project.get("version", "0.0.0")
-    return "0.0.0"
-
 
 def _revision() -> str:
     out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True)
