@@ -17,6 +17,12 @@ echo $! >"$MCP_TAILNET_CACHE/logs/dockerd.pid"
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then
     progress "  docker engine $(docker version -f '{{.Server.Version}}') answering"
+    # The engine was down, so no test run is using anything: remove what runs
+    # that were killed with it left behind (containers and networks carry the
+    # lab's per-run label).
+    stale="$(docker ps -aq --filter label=org.mcp-tailnet.lab.run)"
+    [[ -z "$stale" ]] || docker rm -fv $stale >/dev/null
+    docker network prune -f --filter label=org.mcp-tailnet.lab.run >/dev/null
     return 0
   fi
   if ! kill -0 "$(cat "$MCP_TAILNET_CACHE/logs/dockerd.pid")" 2>/dev/null; then

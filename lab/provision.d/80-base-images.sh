@@ -99,12 +99,11 @@ standin_build() {
     --label "org.opencontainers.image.description=lab stand-in for $tag built from the Go module proxy" \
     -t "$tag" "$ctx" || { rm -rf "$ctx"; return 1; }
   rm -rf "$ctx"
+  # The entrypoint binary answers inside the image (tailscale's CLI for the client image).
+  local check=(--entrypoint "/usr/local/bin/tailscale" "$tag" version)
+  [[ "$component" == headscale ]] && check=("$tag" version)
+  local out; out="$(docker run --rm "${check[@]}" 2>&1)" || { progress "  $tag does not run: $out"; return 1; }
+  progress "  $tag: $(head -n1 <<<"$out")"
 }
 standin_build "$TAILSCALE_IMAGE" tailscale "$TAILSCALE_VERSION" tailscale tailscale tailscaled containerboot || return 1
-out="$(docker run --rm --entrypoint /usr/local/bin/tailscale "$TAILSCALE_IMAGE" version 2>&1)" \
-  || { progress "  $TAILSCALE_IMAGE does not run: $out"; return 1; }
-progress "  $TAILSCALE_IMAGE: tailscale $(head -n1 <<<"$out")"
 standin_build "$HEADSCALE_IMAGE" headscale "$HEADSCALE_VERSION" headscale headscale || return 1
-out="$(docker run --rm "$HEADSCALE_IMAGE" version 2>&1)" \
-  || { progress "  $HEADSCALE_IMAGE does not run: $out"; return 1; }
-progress "  $HEADSCALE_IMAGE: $(head -n1 <<<"$out")"
