@@ -107,7 +107,9 @@ def test_two_nodes_reach_each_other_by_magicdns_name(tailnet: Tailnet, headscale
         # The proxy of alpha itself reaching alpha by name works too, but a name
         # that is not on the tailnet does not resolve.
         assert via_proxy(bravo, f"http://nosuchnode.{headscale.base_domain}:{PORT}/").startswith("FAIL")
-        ping = bravo.cli("ping", "-c", "5", "--timeout", "5s", "--until-direct=false", alpha.dns_name, check=False)
+        # `tailscale ping` by MagicDNS name: the FQDN with its trailing dot (or
+        # the short name) matches the peer list; nothing goes to a resolver.
+        ping = bravo.cli("ping", "-c", "5", "--timeout", "5s", "--until-direct=false", f"{alpha.dns_name}.", check=False)
         assert ping.returncode == 0 and "pong from alpha" in ping.stdout, ping.stdout + ping.stderr
     finally:
         server.kill()
@@ -217,3 +219,11 @@ def test_smoke_test_fails_naming_a_removed_binary(missing: str, tmp_path: Path) 
     )
     assert proc.returncode != 0, proc.stdout
     assert f"{missing} {v['HEADSCALE_VERSION' if missing == 'headscale' else 'TAILSCALE_VERSION']} is missing" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_headscale_url_is_reachable_from_a_docker_container(headscale: Headscale, docker_client) -> None:
+    """Sidecar containers log in to the same headscale: its URL must work from Docker's network."""
+    image = versions()["PYTHON_BASE_IMAGE"]
+    script = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1] + '/health', timeout=10).read().decode())"
+    out = docker_client.containers.run(image, ["python3", "-c", script, headscale.url], entrypoint=[], remove=True, labels={"mcp-tailnet-lab": "tailnet-smoke"})
+    assert '"status":"pass"' in out.decode()

@@ -115,6 +115,7 @@ class LabNetwork:
         self._veths: list[str] = []
         self._fw_rules: list[list[str]] = []
         self._comment = f"mcp-tailnet-lab-{self.run_id}"
+        self._made = 0
         self._up = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -149,7 +150,8 @@ class LabNetwork:
             raise LabNetworkError("lab network is not started")
         if not self._free_ips:
             raise LabNetworkError(f"lab subnet {self.subnet} is full")
-        index = len(self.namespaces)
+        self._made += 1
+        index = self._made
         ns_name = f"tl{self.run_id}-{name}"
         host_if, peer_if = f"tv{self.run_id}h{index}", f"tv{self.run_id}p{index}"
         ip = str(self._free_ips.pop(0))

@@ -77,8 +77,9 @@ class TailnetNode:
 
     # -- commands --------------------------------------------------------------
     def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """The `tailscale` CLI against this node's LocalAPI socket."""
-        proc = subprocess.run([str(self._tailscale), f"--socket={self.socket}", *args], capture_output=True, text=True, timeout=timeout)
+        """The `tailscale` CLI against this node's LocalAPI socket, run inside its namespace
+        (so a name the CLI resolves itself goes to the namespace's resolver, never the host's)."""
+        proc = subprocess.run(self.netns.argv([str(self._tailscale), f"--socket={self.socket}", *args]), capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
