@@ -104,6 +104,14 @@ def test_wrong_host_and_origin_are_rejected(stock_server, gateway_factory):
             assert r.status_code not in (403, 421), (headers, r.status_code, r.text)
 
 
+def test_event_stream_headers_set_once(stock_server, gateway_factory):
+    gw = gateway_factory(stock_server.url)
+    with gw.client(timeout=10) as c, c.stream("GET", "/sse") as r:
+        assert r.status_code == 200
+        assert r.headers.get_list("x-accel-buffering") == ["no"]  # the SDK sets it too: never doubled
+        assert r.headers["content-type"].startswith("text/event-stream")
+
+
 def test_oversized_body_is_refused_with_413(stock_server, gateway_factory):
     gw = gateway_factory(stock_server.url, SIDECAR_MAX_BODY_BYTES="2048")
     big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",

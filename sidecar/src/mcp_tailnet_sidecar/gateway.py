@@ -354,7 +354,9 @@ class Gateway:
     # -- response bodies -------------------------------------------------------------
 
     async def _start(self, send: Send, response: httpx.Response, extra: list[tuple[bytes, bytes]] = ()) -> None:
-        raw = [(k.lower(), v) for k, v in response.headers.raw if k.lower().decode("latin-1") not in DROP_RESPONSE]
+        replaced = {k for k, _ in extra}  # ours win over the upstream's, never doubled
+        raw = [(k.lower(), v) for k, v in response.headers.raw
+               if k.lower().decode("latin-1") not in DROP_RESPONSE and k.lower() not in replaced]
         await send({"type": "http.response.start", "status": response.status_code, "headers": raw + list(extra)})
 
     async def _relay_bytes(self, response: httpx.Response, send: Send) -> None:
