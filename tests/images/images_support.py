@@ -70,12 +70,13 @@ def image_python(client: Any, image: str) -> dict[str, str]:
 
 
 def deployment_containers() -> dict[str, dict[str, Any]]:
-    """The containers of manifests/50-deployment.yaml by name, with the pod's volumes."""
+    """The containers of manifests/50-deployment.yaml by name, with the pod's volumes and securityContext."""
     docs = [d for d in yaml.safe_load_all((REPO_DIR / "manifests" / "50-deployment.yaml").read_text()) if d]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     spec = deployment["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    return {c["name"]: {**c, "_volumes": volumes} for c in spec["containers"]}
+    return {c["name"]: {**c, "_volumes": volumes, "_pod_security": spec.get("securityContext", {})}
+            for c in spec["containers"]}
 
 
 def declared_writable_paths(container: dict[str, Any]) -> list[str]:

@@ -32,6 +32,8 @@ HEALTH_TIMEOUT = 180  # HEALTHCHECK intervals are 15 s; start periods 20-60 s
 
 def _run_kwargs(manifest_container: dict[str, Any], image: str, env: dict[str, str],
                 binds: dict[str, dict[str, str]]) -> dict[str, Any]:
+    pod_sc = manifest_container["_pod_security"]
+    uid, gid = pod_sc["runAsUser"], pod_sc["fsGroup"]
     sc = manifest_container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
     assert sc["allowPrivilegeEscalation"] is False
@@ -39,7 +41,10 @@ def _run_kwargs(manifest_container: dict[str, Any], image: str, env: dict[str, s
         "image": image,
         "environment": env,
         "read_only": True,
-        "tmpfs": {p: "rw,nosuid,nodev,size=64m,mode=1777" for p in declared_writable_paths(manifest_container)},
+        # emptyDir as the kubelet makes it for the pod's fsGroup. Docker gives a tmpfs the
+        # mode of the image's directory underneath and ignores `mode=`, so ownership is
+        # what makes it writable: uid/gid of the pod's runAsUser/fsGroup.
+        "tmpfs": {p: f"rw,nosuid,nodev,size=64m,uid={uid},gid={gid}" for p in declared_writable_paths(manifest_container)},
         "volumes": binds,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
@@ -122,12 +127,24 @@ def test_pair_starts_read_only_and_health_checks_pass(pod_pair, headscale):
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nhealth log: {health(c).get('Log', [])[-2:]}\n{_logs(c)}") from None
 
-    # The manifest's probe commands, run inside the containers as the kubelet would.
+    # The manifest's probe commands, run inside the containers as the kubelet would:
+    # liveness passes now; readiness (serve applied too) within a bounded wait.
     for name in ("eks-inspector", "tailscale"):
-        for probe in ("livenessProbe", "readinessProbe"):
-            command = manifest[name][probe]["exec"]["command"]
-            result = pod_pair[name].exec_run(command)
-            assert result.exit_code == 0, f"{name} {probe} {command}: {result.output.decode(errors='replace')}"
+        c = pod_pair[name]
+        live = c.exec_run(manifest[name]["livenessProbe"]["exec"]["command"])
+        assert live.exit_code == 0, f"{name} livenessProbe: {live.output.decode(errors='replace')}"
+        ready_cmd = manifest[name]["readinessProbe"]["exec"]["command"]
+        last: list[str] = []
+
+        def ready(c=c, cmd=ready_cmd, last=last) -> bool:
+            r = c.exec_run(cmd)
+            last[:] = [r.output.decode(errors="replace")]
+            return r.exit_code == 0
+
+        try:
+            wait_for(ready, f"{name} readinessProbe {ready_cmd}", HEALTH_TIMEOUT, interval=3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{last}\n{_logs(c)}") from None
 
     # The node really is on the tailnet under its name.
     assert any(n.get("given_name", n.get("givenName")) == pod_pair["hostname"] or n.get("name") == pod_pair["hostname"]
