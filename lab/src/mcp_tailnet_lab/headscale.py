@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import yaml
 
+from mcp_tailnet_lab.netns import die_with_parent
 from mcp_tailnet_lab.paths import binary, versions
 
 ALLOW_ALL_POLICY: dict[str, Any] = {"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}
@@ -138,7 +139,7 @@ class Headscale:
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             [str(self.binary), "-c", str(self.config_path), "serve"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir, preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + self._start_timeout

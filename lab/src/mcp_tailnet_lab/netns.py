@@ -16,18 +16,37 @@ bridge address and its neighbours, never the outside world.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 NETNS_ETC = Path("/etc/netns")
+# One marker per live lab network: "<pid> <starttime>" of its owner, so a later
+# run can remove what a killed run (SIGKILL, OOM) left behind.
+MARKERS = Path("/run/mcp-tailnet-lab")
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the test process dies, even by SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _proc_start(pid: int) -> str | None:
+    """A process's start time (field 22 of /proc/PID/stat), None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 class LabNetworkError(RuntimeError):
@@ -91,7 +110,8 @@ class Namespace:
         return proc
 
     def popen(self, argv: Sequence[str], **kw) -> subprocess.Popen:
-        """Start a long-running command inside the namespace."""
+        """Start a long-running command inside the namespace (it dies with the test process)."""
+        kw.setdefault("preexec_fn", die_with_parent)
         return subprocess.Popen(self.argv(argv), **kw)
 
     def set_resolv_conf(self, text: str) -> None:
@@ -123,6 +143,9 @@ class LabNetwork:
         """Create the bridge, give the host its address, open FORWARD for the bridge."""
         if os.geteuid() != 0:
             raise LabNetworkError("the lab network needs root (network namespaces, bridge, iptables)")
+        sweep_stale()
+        MARKERS.mkdir(parents=True, exist_ok=True)
+        (MARKERS / self.run_id).write_text(f"{os.getpid()} {_proc_start(os.getpid())}\n")
         self._up = True
         try:
             run(["ip", "link", "add", self.bridge, "type", "bridge"])
@@ -190,6 +213,7 @@ class LabNetwork:
         self._fw_rules.clear()
         if self._up:
             run(["ip", "link", "delete", self.bridge], check=False)
+        (MARKERS / self.run_id).unlink(missing_ok=True)
         self._up = False
 
     def __enter__(self) -> LabNetwork:
@@ -197,3 +221,31 @@ class LabNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def sweep_stale() -> None:
+    """Remove namespaces, bridge, iptables rules and /etc/netns dirs of dead lab runs."""
+    if not MARKERS.is_dir():
+        return
+    for marker in MARKERS.iterdir():
+        try:
+            pid, start = marker.read_text().split()
+            if _proc_start(int(pid)) == start:
+                continue  # its owner still runs
+        except (OSError, ValueError):
+            pass
+        rid = marker.name
+        for name in run(["ip", "netns", "list"], check=False).stdout.split():
+            if name.startswith(f"tl{rid}-"):
+                for p in run(["ip", "netns", "pids", name], check=False).stdout.split():
+                    try:
+                        os.kill(int(p), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                run(["ip", "netns", "delete", name], check=False)
+                shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+        run(["ip", "link", "delete", f"tlb{rid}"], check=False)
+        for line in run(["iptables", "-w", "5", "-S", "FORWARD"], check=False).stdout.splitlines():
+            if f"mcp-tailnet-lab-{rid}" in line and line.startswith("-A FORWARD "):
+                run(["iptables", "-w", "5", "-D", "FORWARD", *line.split()[2:]], check=False)
+        marker.unlink(missing_ok=True)
