@@ -160,16 +160,21 @@ def test_ecs_cli_render_defaults_to_the_release(tmp_path):
 
 # --- docker-compose.yml ----------------------------------------------------------------
 
-def _compose_config(env: dict[str, str], *args: str) -> dict:
+def _compose(env: dict[str, str], *args: str) -> str:
     compose = REPO_DIR / "docker-compose.yml"
     assert compose.is_file(), "docker-compose.yml is missing: the release is named there too (compose helper)"
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_TAILNET_")}
-    proc = subprocess.run(
-        ["docker", "compose", "-f", str(compose), *args, "config", "--format", "json"],
-        capture_output=True, text=True, timeout=120, cwd=REPO_DIR, env=base_env | env,
-    )
-    assert proc.returncode == 0, f"docker compose config: {proc.stderr.strip()}"
-    return json.loads(proc.stdout)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MCP_TAILNET_", "COMPOSE_"))}
+    proc = subprocess.run(["docker", "compose", "-f", str(compose), *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_DIR, env=base_env | env)
+    assert proc.returncode == 0, f"docker compose {' '.join(args)}: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def _compose_config(env: dict[str, str], *args: str) -> dict:
+    """`docker compose config` with every profile of the file active, so no service hides."""
+    profiles = _compose(env, *args, "config", "--profiles").split()
+    active = [a for p in profiles for a in ("--profile", p)]
+    return json.loads(_compose(env, *args, *active, "config", "--format", "json"))
 
 
 # A value for any `${VAR:?}` the file requires, so config renders; never a real key.
