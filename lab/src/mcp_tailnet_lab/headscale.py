@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,8 +173,6 @@ class Headscale:
         """Stop the server and remove its temp dir (if we made it)."""
         self.stop()
         if self._own_workdir:
-            import shutil
-
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Headscale:

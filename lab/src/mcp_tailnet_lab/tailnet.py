@@ -22,9 +22,9 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY, Headscale
 from mcp_tailnet_lab.netns import LabNetwork, Namespace
@@ -247,7 +247,8 @@ class Tailnet:
             raise ValueError(f"mode must be 'userspace' or 'tun', not {mode!r}")
         if mode == "tun":
             require_tun()
-        binary("tailscaled"), binary("tailscale")  # fail early, naming the missing one
+        for name_ in ("tailscaled", "tailscale"):
+            binary(name_)  # fail early with MissingComponent naming the binary
         if authkey is None:
             authkey = self.headscale.preauth_key(user, tags=tags)
         ns = self._ns(name)
