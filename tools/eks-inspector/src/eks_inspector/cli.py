@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from eks_inspector import __version__
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None, lifespan="on",
         server_header=False,
     ))
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal through the handlers that
+    # were installed before it: make those no-ops so a drained shutdown exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uv.run()
     log.info("stopped")
     return 0
