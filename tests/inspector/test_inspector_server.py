@@ -93,3 +93,21 @@ def test_check_config_reports_the_connection(cluster) -> None:
     proc = subprocess.run([sys.executable, "-m", "eks_inspector", "--check-config"],
                           env=base_env(cluster.kubeconfig), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "kubeconfig" in proc.stdout
+
+
+def test_namespace_allow_list(cluster, tmp_path) -> None:
+    allowed, other = (f"inspect-allow-{secrets.token_hex(3)}" for _ in range(2))
+    for ns in (allowed, other):
+        cluster.kubectl("create", "namespace", ns)
+        cluster.kubectl("create", "configmap", "settings", "-n", ns, "--from-literal=mode=x")
+    env = {**base_env(cluster.kubeconfig), "INSPECTOR_NAMESPACES": allowed}
+    with running_inspector(env, tmp_path) as server:
+        default = server.call("get", {"resource": "configmaps", "output": "name"})
+        assert ok(default).strip() == "configmap/settings"  # the only allowed namespace is the default
+        denied = server.call("get", {"resource": "configmaps", "namespace": other})
+        assert denied.is_error and "allow-list" in denied.content[0].text
+        everywhere = server.call("get", {"resource": "configmaps", "all_namespaces": True})
+        assert {r[0] for r in everywhere.structured_content["rows"]} == {allowed}
+        namespaces = server.call("get", {"resource": "namespaces"})
+        assert [r[0] for r in namespaces.structured_content["rows"]] == [allowed]
+        assert server.call("logs", {"name": "x", "namespace": other}).is_error
