@@ -28,5 +28,5 @@ mint() {
   echo "tailnet-keys: wrote $out/$file ($tag)"
 }
 
-mint tag:mcp server.key 65532:65532 --reusable
+mint tag:mcp server.key 0:0 --reusable
 mint tag:mcp-client client.key 0:0 --reusable --ephemeral

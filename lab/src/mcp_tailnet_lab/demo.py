@@ -224,7 +224,8 @@ class ComposeProject:
     def doctor(self, url: str, *, call: str, arguments: Mapping[str, Any], timeout: float = 240,
                transport: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the doctor once more in the client's namespace (`compose run --rm doctor ...`)."""
-        args = ["run", "--rm", "--no-deps", "doctor", f"--url={url}", f"--proxy={CLIENT_PROXY}",
+        args = ["run", "--rm", "--no-deps", "--entrypoint", "mcp-tailnet-sidecar", "doctor",
+                "doctor", f"--url={url}", f"--proxy={CLIENT_PROXY}",
                 f"--call={call}", f"--arguments={json.dumps(dict(arguments))}"]
         if transport:
             args.append(f"--transport={transport}")
@@ -291,6 +292,29 @@ def netns_listeners(container) -> list[Listener]:  # noqa: ANN001 - docker Conta
     return sorted(set(found), key=lambda item: (item.port, item.proto, item.address))
 
 
+def container_ip(container, network: str | None = None) -> str:  # noqa: ANN001
+    """The container's IPv4 address on (the first of) its docker network(s)."""
+    container.reload()
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    entry = networks[network] if network else next(iter(networks.values()))
+    return entry["IPAddress"]
+
+
+def try_connect(host: str, port: int, timeout: float = 3.0) -> str:
+    """`connected`, `refused` or `timeout`/the error: one TCP connect, bounded."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
 def published_ports(container) -> dict[str, Any]:  # noqa: ANN001
     """Host port bindings of a container (configured or live); empty means none."""
     container.reload()
@@ -340,12 +364,11 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
         say("  all services healthy")
 
         say("the tailnet client's doctor, by hostname over the tailnet:")
-        code = project.wait("doctor")
         report = project.logs("doctor")
         for line in report.strip().splitlines():
             print(f"    {line}", file=out)
-        if code != 0 or "ok   call:" not in report:
-            raise DemoError(f"the client could not call the inspector by hostname (doctor exit {code})")
+        if "ok   call:" not in report:
+            raise DemoError("the client could not call the inspector by hostname (see the doctor's lines above)")
 
         say("published host ports of every container (expect none):")
         for container in project.containers(client):
@@ -354,16 +377,22 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
             print(f"    {service:15} {ports or 'none'}", file=out)
             if ports:
                 raise DemoError(f"{service} publishes {ports}")
-        pair_ns = project.container(client, "sidecar")
-        listeners = netns_listeners(pair_ns)
-        print(f"    the pair's network namespace listens on: {', '.join(map(str, listeners)) or 'nothing'}",
-              file=out)
-        exposed = [item for item in listeners if not _is_loopback(item.address)]
-        if exposed:
-            raise DemoError(f"the pair listens beyond loopback: {', '.join(map(str, exposed))}")
+        netns = project.container(client, "netns")
+        listeners = netns_listeners(netns)
+        print(f"    the pair's namespace listens on: {', '.join(map(str, listeners)) or 'nothing'}", file=out)
+        address = container_ip(netns)
+        say(f"from this host, every one of those ports at the pair's address {address} (expect refused):")
+        reached = []
+        for port in sorted({item.port for item in listeners} | {80, 443}):
+            outcome = try_connect(address, port)
+            print(f"    {address}:{port:<6} {outcome}", file=out)
+            if outcome == "connected":
+                reached.append(port)
+        if reached:
+            raise DemoError(f"ports {reached} of the pair are reachable from outside the tailnet")
         ok = True
-        say(f"done in {say.elapsed:.0f}s: the inspector answered by hostname over the tailnet, "
-            "and nothing is reachable from outside it")
+        say(f"done in {say.elapsed:.0f}s: the inspector answered by hostname over the tailnet; "
+            "from outside it, nothing of the pair can be reached")
         return 0
     except (DemoError, MissingComponent) as exc:
         say(f"FAILED: {exc}")
@@ -372,20 +401,13 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
         say(f"FAILED: {type(exc).__name__}: {exc}")
         return 1
     finally:
-        if keep and ok:
+        if keep:
             _print_keep(project, cluster, out)
         else:
             say("tearing down: docker compose down -v, cluster stop")
             project.down()
             if cluster is not None:
                 cluster.stop()
-
-
-def _is_loopback(address: str) -> bool:
-    import ipaddress
-
-    ip = ipaddress.ip_address(address)
-    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
 
 
 def _print_keep(project: ComposeProject, cluster, out) -> None:  # noqa: ANN001
@@ -398,7 +420,8 @@ def _print_keep(project: ComposeProject, cluster, out) -> None:  # noqa: ANN001
     compose = " ".join(project.argv())
     print("\nleft running (--keep):", file=out)
     print(f"  {compose} ps", file=out)
-    print(f"  {compose} run --rm --no-deps doctor --url=http://{SERVER_HOSTNAME}/sse "
+    print(f"  {compose} run --rm --no-deps --entrypoint mcp-tailnet-sidecar doctor doctor "
+          f"--url=http://{SERVER_HOSTNAME}/sse "
           f"--proxy={CLIENT_PROXY} --call=get --arguments='{{\"resource\": \"pods\", \"all_namespaces\": true}}'",
           file=out)
     print(f"  kubeconfig (admin): {getattr(cluster, 'kubeconfig', '')}", file=out)
