@@ -272,7 +272,9 @@ def wait_ready(running_pod: dict) -> None:
     except AssertionError as exc:
         why = {c["name"]: containers[c["name"]].exec_run(c["readinessProbe"]["exec"]["command"]).output.decode(
             errors="replace").strip() for c in spec["containers"]}
-        raise AssertionError(f"{exc}\nreadiness: {why}\n--- tailscale:\n{logs(containers['tailscale'])}") from None
+        lines = containers["tailscale"].logs().decode(errors="replace").splitlines()
+        serve = [line for line in lines if "serve" in line.lower() and ("error" in line.lower() or "40" in line)]
+        raise AssertionError(f"{exc}\nreadiness: {why}\nsidecar serve errors:\n" + "\n".join(serve[-5:])) from None
 
 
 # -- the proof ----------------------------------------------------------------------------
