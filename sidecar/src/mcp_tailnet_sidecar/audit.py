@@ -14,11 +14,21 @@ from mcp_tailnet_sidecar.jsonrpc import Pending
 logger = logging.getLogger("mcp_tailnet_sidecar.audit")
 
 
+MAX_TOOL_NAME = 200  # the name comes from the client: a 4 MiB name must not become a 4 MiB log line
+
+
+def _bounded(name: str | None) -> str | None:
+    if name is None or len(name) <= MAX_TOOL_NAME:
+        return name
+    return f"{name[:MAX_TOOL_NAME]}...[{len(name)} chars]"
+
+
 def tool_call(entry: Pending, outcome: str, *, transport: str, error_code: int | None = None) -> None:
     duration_ms = round((time.monotonic() - entry.started) * 1000, 2)
+    tool = _bounded(entry.tool)
     fields = {
         "event": "tool_call",
-        "tool": entry.tool,
+        "tool": tool,
         "outcome": outcome,
         "duration_ms": duration_ms,
         "transport": transport,
@@ -26,4 +36,4 @@ def tool_call(entry: Pending, outcome: str, *, transport: str, error_code: int |
     }
     if error_code is not None:
         fields["error_code"] = error_code
-    logger.info("tool call %s by %s: %s", entry.tool, entry.identity.who, outcome, extra=fields)
+    logger.info("tool call %s by %s: %s", tool, entry.identity.who, outcome, extra=fields)

@@ -17,6 +17,7 @@ when bytes are sent and over client disconnects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -155,18 +156,26 @@ class Gateway:
             await send(message)
 
         try:
-            if route is None:
-                raise _Reject(404, f"not an MCP endpoint; this gateway serves {', '.join(self.config.paths)}")
-            await self._handle(route, scope, receive, counting_send)
-        except _Reject as rej:
-            if status_box[0]:  # the response had already started; all we can do is stop
-                logger.warning("aborting response after it started: %s", rej.message)
-            else:
-                await _plain(counting_send, rej.status, rej.message)
+            try:
+                if route is None:
+                    raise _Reject(404, f"not an MCP endpoint; this gateway serves {', '.join(self.config.paths)}")
+                await self._handle(route, scope, receive, counting_send)
+            except _Reject as rej:
+                if status_box[0]:  # the response had already started; all we can do is stop
+                    logger.warning("aborting response after it started: %s", rej.message)
+                else:
+                    await _plain(counting_send, rej.status, rej.message)
+        except Exception as exc:  # noqa: BLE001 - one log line, never a stack trace (logs are read widely)
+            logger.error("request to %s failed: %s", route or "other", f"{type(exc).__name__}: {exc}"[:300])
+            if not status_box[0]:
+                with contextlib.suppress(Exception):  # the connection may already be unusable
+                    await _plain(counting_send, 500, "the gateway failed on this request; see its log")
         finally:
             self.metrics.requests.labels(route or "other", scope["method"], str(status_box[0])).inc()
 
     def _route(self, path: str) -> str | None:
+        if any(seg in (".", "..") for seg in path.split("/")):
+            return None  # dot segments: the upstream (or httpx) may resolve them outside the allowed paths
         for p in self.config.paths:
             base = p.rstrip("/")
             if path == p or path == base or path.startswith(base + "/"):
@@ -198,7 +207,9 @@ class Gateway:
                 await self._answer_denied(send, messages, denied, sse_session)
                 return
 
-        upstream_headers = [(k, v) for k, v in headers.items() if k not in DROP_REQUEST]
+        # Raw bytes, not decoded str: a header value with obs-text (bytes >= 0x80, which serve
+        # passes on) must be relayed as sent, not fail to re-encode.
+        upstream_headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in DROP_REQUEST]
         url = self.upstream + (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if query:
             url += "?" + query

@@ -33,7 +33,7 @@ def decode_messages(body: bytes) -> list[dict[str, Any]] | None:
     """The JSON-RPC message(s) in a body, or None if it is not JSON-RPC."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not ours to judge, relay it
         return None
     items = data if isinstance(data, list) else [data]
     if not items or not all(isinstance(m, dict) for m in items):
