@@ -1,0 +1,252 @@
+"""Shared helpers for the reliability tests: real processes, raw sockets, leak checks.
+
+Why raw sockets: httpx normalises URLs (dot segments, encoding) and refuses bytes a
+hostile client would send, so bad input that matters (odd paths, obs-text headers,
+slow headers) is written byte by byte onto the gateway's unix socket, as `tailscale
+serve` would hand it on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+VENV_BIN = Path(sys.executable).parent
+SIDECAR = str(VENV_BIN / "mcp-tailnet-sidecar")
+TAILNET_HOST = "mcp.tailnet.test"
+# What a leaked stack trace looks like in a body or a log line.
+TRACE_PATTERNS = (re.compile(r"Traceback \(most recent call last\)"), re.compile(r'File "[^"]+", line \d+'))
+# 5xx answers the gateway gives on purpose (upstream down / names unknown / upstream timeout).
+DELIBERATE_5XX = {502, 503, 504}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0,
+             proc: subprocess.Popen | None = None, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}")
+        try:
+            if predicate():
+                return
+        except (OSError, httpx.HTTPError, httpx2.HTTPError, subprocess.SubprocessError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+# -- leak checks ------------------------------------------------------------------------
+
+def leaks(text: str, secrets: Iterable[str] = ()) -> list[str]:
+    """What in `text` must never reach a client or a log: stack traces and secrets."""
+    found = [p.pattern for p in TRACE_PATTERNS if p.search(text)]
+    found += [f"secret {s[:6]}..." for s in secrets if s and s in text]
+    return found
+
+
+def bad_log_lines(text: str, secrets: Iterable[str] = ()) -> list[str]:
+    """Log lines that are not one JSON object, or that carry a trace or a secret."""
+    secrets = list(secrets)
+    bad = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            bad.append(f"not JSON: {line[:200]}")
+            continue
+        if not isinstance(obj, dict):
+            bad.append(f"not an object: {line[:200]}")
+        elif problems := leaks(line, secrets):
+            bad.append(f"{problems}: {line[:200]} ... {line[-600:]}")
+    return bad
+
+
+# -- raw HTTP over a unix socket ----------------------------------------------------------
+
+@dataclass
+class RawResponse:
+    status: int
+    head: bytes
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def raw_request(socket_path: Path | str, request: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send bytes, read until the server closes or `timeout`; parse the status line."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    data = b""
+    try:
+        s.connect(str(socket_path))
+        s.sendall(request)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return RawResponse(int(m.group(1)) if m else 0, head, body)
+
+
+def get_request(path: bytes, host: bytes = TAILNET_HOST.encode(), headers: bytes = b"") -> bytes:
+    return b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + headers + b"Connection: close\r\n\r\n"
+
+
+def post_request(path: bytes, body: bytes, host: bytes = TAILNET_HOST.encode(), headers: bytes = b"") -> bytes:
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\n" + headers
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+@dataclass
+class StockServer:
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_stock_server(port: int | None = None, log: Path | None = None) -> StockServer:
+    port = port or free_port()
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
+                            stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
+             "the stock MCP server to listen", proc=proc)
+    return StockServer(port, proc)
+
+
+@dataclass
+class GatewayProc:
+    """`mcp-tailnet-sidecar gateway` on a unix socket, told its tailnet name by env."""
+
+    dir: Path
+    proc: subprocess.Popen
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "gw.sock"
+
+    @property
+    def health_socket(self) -> Path:
+        return self.dir / "health.sock"
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=f"http://{TAILNET_HOST}",
+                            **kw)
+
+    def health(self, path: str) -> httpx.Response:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.health_socket)), timeout=10) as c:
+            return c.get(f"http://localhost{path}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.proc.pid)
+
+
+def start_gateway(upstream: str, parent: Path, **env: str) -> GatewayProc:
+    d = Path(tempfile.mkdtemp(prefix="g", dir=parent))
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "TS_"))},
+        "SIDECAR_UPSTREAM_URL": upstream,
+        "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
+        "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
+        "SIDECAR_ALLOWED_HOSTS": TAILNET_HOST,
+        "TS_SOCKET": str(d / "no-tailscaled.sock"),
+        "SIDECAR_DRAIN_TIMEOUT": "10",
+        **env,
+    }
+    log_path = d / "gateway.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([SIDECAR, "gateway"], env=full_env, stdout=log, stderr=log)
+    gw = GatewayProc(d, proc, log_path, full_env)
+    wait_for(lambda: gw.health("/healthz").status_code == 200, "the gateway health socket", proc=proc)
+    wait_for(gw.socket.exists, "the gateway socket", proc=proc)
+    return gw
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- MCP clients ------------------------------------------------------------------------------
+
+def uds_mcp_client(socket_path: Path | str, transport: str, headers: dict | None = None) -> Client:
+    """An SDK client whose HTTP goes to a gateway's unix socket (as serve would relay it)."""
+    def make(headers=None, timeout=None, auth=None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(transport=httpx2.AsyncHTTPTransport(uds=str(socket_path)), headers=headers,
+                                  timeout=timeout or httpx2.Timeout(30, read=120), auth=auth)
+    if transport == "sse":
+        return Client(sse_client(f"http://{TAILNET_HOST}/sse", headers=headers, httpx_client_factory=make))
+    return Client(streamable_http_client(f"http://{TAILNET_HOST}/mcp", http_client=make(headers)))
+
+
+def roundtrip(socket_path: Path | str, transport: str = "http", headers: dict | None = None,
+              timeout: float = 60) -> int:
+    """A full MCP session through the gateway: list tools, call add; returns the sum."""
+    async def go() -> int:
+        with anyio.fail_after(timeout):
+            async with uds_mcp_client(socket_path, transport, headers) as client:
+                await client.list_tools()
+                res = await client.call_tool("add", {"a": 40, "b": 2})
+                assert not res.is_error, res
+                return res.structured_content["result"]
+    return anyio.run(go)
