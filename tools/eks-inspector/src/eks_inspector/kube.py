@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -33,14 +34,22 @@ ACCEPT_DISCOVERY = (
 Query = Sequence[tuple[str, str]]
 
 
+def _segment(value: str, what: str) -> str:
+    """One path segment from the caller. The HTTP client resolves dot segments, so a name
+    like `../../other/configmaps/x` would otherwise leave the namespace allow-list."""
+    if value in (".", "..") or "/" in value or "%" in value:
+        raise InspectorError(f"{what} {value[:100]!r} is not a valid Kubernetes name")
+    return quote(value, safe="")
+
+
 def api_path(group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None,
              subresource: str | None = None) -> str:
     base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
     if namespace:
-        base += f"/namespaces/{namespace}"
+        base += f"/namespaces/{_segment(namespace, 'namespace')}"
     base += f"/{plural}"
     if name:
-        base += f"/{name}"
+        base += f"/{_segment(name, 'name')}"
     if subresource:
         base += f"/{subresource}"
     return base
