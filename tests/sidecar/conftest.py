@@ -26,6 +26,13 @@ import pytest
 
 VENV_BIN = Path(sys.executable).parent
 SIDECAR = str(VENV_BIN / "mcp-tailnet-sidecar")
+NONROOT_UID = 65532  # the images' user (images/sidecar/Dockerfile, manifests' runAsUser)
+# The dev venv's interpreter lives under /root (mode 0700), out of reach of uid 65532, so
+# the non-root sidecar runs on the system's Python 3.11 with the venv's site-packages
+# (same packages, same minor version, as in the image).
+SYSTEM_PYTHON = "/usr/bin/python3"
+_NONROOT_MAIN = ("import site, sys; sys.path.insert(0, {sp!r}); site.addsitedir({sp!r}); "
+                 "from mcp_tailnet_sidecar.cli import main; sys.exit(main())")
 TAILNET_HOST = "mcp.tailnet.test"  # the name the gateway is told it has, in tests without tailscaled
 
 
@@ -47,6 +54,18 @@ def wait_for(predicate, what: str, timeout: float = 20.0, proc: subprocess.Popen
             pass
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def nonroot_sidecar_argv(*args: str) -> list[str]:
+    """`mcp-tailnet-sidecar ARGS` as uid/gid 65532, no supplementary groups, no new privileges."""
+    site_packages = next(Path(sys.prefix).glob("lib/python3.*/site-packages"))
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 or probe.stdout.strip() != "True":
+        raise AssertionError(f"the non-root sidecar tests need Python 3.11+ at {SYSTEM_PYTHON} "
+                             f"(uid {NONROOT_UID} cannot run the venv's interpreter under /root)")
+    return ["setpriv", f"--reuid={NONROOT_UID}", f"--regid={NONROOT_UID}", "--clear-groups", "--no-new-privs",
+            SYSTEM_PYTHON, "-S", "-c", _NONROOT_MAIN.format(sp=str(site_packages)), *args]
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15.0) -> int:

@@ -119,3 +119,67 @@ def test_containerboot_env(tmp_path):
     assert env["TS_NO_LOGS_NO_SUPPORT"] == "true"
     assert "--no-logs-no-support" in env["TS_TAILSCALED_EXTRA_ARGS"]
     assert env["TS_USERSPACE"] == "true" and env["TS_HOSTNAME"] == "mcp-test"
+
+
+# --- where the gateway listens (SIDECAR_GATEWAY_LISTEN) ----------------------------------
+
+def test_gateway_listens_on_a_unix_socket_as_root_and_on_a_loopback_alias_otherwise(tmp_path):
+    root = load(base_env(tmp_path), euid=0)
+    assert (root.gateway_listen.kind, root.gateway_listen.path) == ("unix", tmp_path / "g.sock")
+    assert root.gateway_listen.proxy == f"unix:{tmp_path / 'g.sock'}"
+    nonroot = load(base_env(tmp_path), euid=65532)
+    assert str(nonroot.gateway_listen) == "tcp:127.0.0.2:9080"
+    assert nonroot.gateway_listen.proxy == "http://127.0.0.2:9080"
+    assert load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN="auto"), euid=65532).gateway_listen == nonroot.gateway_listen
+    # explicit choices win over the uid
+    assert str(load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN="tcp"), euid=0).gateway_listen) == "tcp:127.0.0.2:9080"
+    s = load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN="tcp:127.0.0.3:7000"), euid=65532)
+    assert s.gateway_listen.proxy == "http://127.0.0.3:7000"
+    s = load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN=f"unix:{tmp_path}/other.sock"), euid=65532)
+    assert s.gateway_listen.proxy == f"unix:{tmp_path}/other.sock"
+    assert load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN="unix"), euid=65532).gateway_listen.path == tmp_path / "g.sock"
+
+
+@pytest.mark.parametrize("value,why", [
+    ("tcp:127.0.0.1:9080", "forwards every unserved tailnet port"),
+    ("tcp:[::1]:9080", "forwarder dials ::1 too"),
+    ("tcp:0.0.0.0:9080", "every interface"),
+    ("tcp:[::]:9080", "every interface"),
+    ("tcp:10.1.2.3:9080", "not an IPv4 loopback alias"),
+    ("tcp:100.64.0.5:9080", "not an IPv4 loopback alias"),
+    ("tcp:localhost:9080", "needs an IP address"),
+    ("tcp:127.0.0.2:0", "port 1-65535"),
+    ("tcp:127.0.0.2:http", "port 1-65535"),
+    ("tcp:127.0.0.2", "ADDRESS:PORT"),
+    ("unix:relative.sock", "absolute path"),
+    ("unix:/" + "x" * 120, "longer than"),
+    ("udp:127.0.0.2:9080", "auto, unix"),
+])
+def test_bad_gateway_listen_is_refused_with_the_reason(tmp_path, value, why):
+    with pytest.raises(SettingsError) as info:
+        load(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN=value), euid=65532)
+    assert info.value.variable == "SIDECAR_GATEWAY_LISTEN" and why in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("extra,variable", [
+    ({"TS_ROUTES": "10.0.0.0/8,127.0.0.0/8"}, "TS_ROUTES"),
+    ({"TS_EXTRA_ARGS": "--advertise-routes=127.0.0.2/32"}, "TS_EXTRA_ARGS"),
+    ({"TS_EXTRA_ARGS": "--advertise-routes 0.0.0.0/0,::/0"}, "TS_EXTRA_ARGS"),
+    ({"TS_EXTRA_ARGS": "--advertise-exit-node"}, "TS_EXTRA_ARGS"),
+])
+def test_routes_that_would_reach_the_alias_are_refused(tmp_path, extra, variable):
+    # netstack dials subnet-routed destinations as they are: such a route would be a way to
+    # the gateway's alias that skips serve
+    with pytest.raises(SettingsError) as info:
+        load(base_env(tmp_path, **extra), euid=65532)
+    assert info.value.variable == variable and "127.0.0.2" in str(info.value)
+    assert load(base_env(tmp_path, **extra), euid=0).gateway_listen.kind == "unix"  # no TCP listener: no issue
+    assert load(base_env(tmp_path, TS_ROUTES="10.0.0.0/8"), euid=65532)  # other routes are fine
+
+
+def test_the_command_names_gateway_listen_on_127_0_0_1(tmp_path):
+    result = run_cli(base_env(tmp_path, SIDECAR_GATEWAY_LISTEN="tcp:127.0.0.1:9080"))
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["variable"] == "SIDECAR_GATEWAY_LISTEN" and "forwards every unserved tailnet port" in record["msg"]

@@ -236,7 +236,8 @@ def test_idle_sse_session_survives_90_seconds_with_keepalives(net, gateway_in_sr
 
 
 def test_entrypoint_runs_containerboot_and_serves(tailnet, headscale, net):
-    """`mcp-tailnet-sidecar run`: the image's entrypoint with the real containerboot."""
+    """`mcp-tailnet-sidecar run` as root: the image's entrypoint with the real containerboot,
+    the gateway on its unix socket (the non-root variant is test_nonroot.py)."""
     ns = tailnet.outsider("scrun")
     d = Path(tempfile.mkdtemp(prefix="r", dir=net.workdir))
     bindir = binary("containerboot").parent
@@ -269,8 +270,9 @@ def test_entrypoint_runs_containerboot_and_serves(tailnet, headscale, net):
                                   capture_output=True, timeout=30).returncode == 0
         wait_for(ready, f"the entrypoint to become ready; log:\n{log}", timeout=120, proc=proc)
         serve = json.loads((d / "serve" / "serve.json").read_text())
-        (hostport,) = serve["Web"]
+        ((hostport, site),) = serve["Web"].items()
         assert hostport.startswith(hostname + ".") and hostport.endswith(":80")
+        assert os.geteuid() == 0 and site["Handlers"]["/"]["Proxy"] == f"unix:{d / 'gw.sock'}"  # root: unix socket
         dns_name = hostport[:-3]
         net.usr.wait_for_peers({dns_name})
         tools, results = anyio.run(use, net.usr.proxy_url, "http", f"http://{dns_name}")

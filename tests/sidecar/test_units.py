@@ -74,11 +74,14 @@ def test_names_from_status():
 
 def test_serve_config_render_write_applied(tmp_path):
     sock = tmp_path / "gw.sock"
-    http_only = serveconfig.render("mcp.tail.example", sock, https=False)
+    http_only = serveconfig.render("mcp.tail.example", f"unix:{sock}", https=False)
     assert http_only == {"TCP": {"80": {"HTTP": True}},
                          "Web": {"mcp.tail.example:80": {"Handlers": {"/": {"Proxy": f"unix:{sock}"}}}}}
     assert "${TS_CERT_DOMAIN}" not in json.dumps(http_only)  # fact 3
-    both = serveconfig.render("mcp.tail.example", sock, https=True)
+    alias = serveconfig.render("mcp.tail.example", "http://127.0.0.2:9080", https=False)
+    assert alias["Web"]["mcp.tail.example:80"]["Handlers"]["/"] == {"Proxy": "http://127.0.0.2:9080"}
+    assert not serveconfig.applied(http_only, alias)  # a different target is not "applied"
+    both = serveconfig.render("mcp.tail.example", f"unix:{sock}", https=True)
     assert both["TCP"]["443"] == {"HTTPS": True} and "mcp.tail.example:443" in both["Web"]
     path = tmp_path / "serve" / "serve.json"
     assert serveconfig.write(path, http_only) is True

@@ -1,8 +1,9 @@
-"""The gateway: a transparent MCP reverse proxy that lives on a unix socket.
+"""The gateway: a transparent MCP reverse proxy that only `tailscale serve` can reach.
 
 Why it exists (DESIGN facts 1, 2, 4):
-- it listens on a unix socket only, so in userspace mode no tailnet port forwarded to
-  loopback can reach it; `tailscale serve` is its only caller;
+- it listens on a unix socket (root) or a loopback alias such as 127.0.0.2 (non-root,
+  settings.GatewayListen), never on 127.0.0.1 where userspace tailscaled forwards
+  unserved tailnet ports; `tailscale serve` is its only caller from the tailnet;
 - it checks the external Host/Origin against the node's tailnet names and talks to the
   upstream with the upstream's own Host and no foreign Origin, so an unchanged MCP SDK
   server with default DNS-rebinding protection works behind a tailnet name;
@@ -249,8 +250,8 @@ class Gateway:
         names = self.names
         if not names.known:
             raise _Reject(503, "this node's tailnet name is not known yet (tailscale is still starting); retry")
-        # Serve proxies to a unix socket with Host "localhost" and the client's Host in
-        # X-Forwarded-Host (set by serve, never taken from the client).
+        # Serve sends the client's Host in X-Forwarded-Host (set by serve, never taken from
+        # the client); to a unix socket its Host is "localhost", over TCP the client's.
         host = headers.get("x-forwarded-host") or headers.get("host") or ""
         if not names.host_allowed(host):
             raise _Reject(421, f"Host {host!r} is not a tailnet name of this node; use one of: {names.describe()}")

@@ -1,7 +1,9 @@
 """Who is calling: a tailnet user, or a tagged node.
 
-Requests reach the gateway only through `tailscale serve` (the gateway listens on a unix
-socket in the pod, never on a TCP port). Serve deletes any client-supplied
+Requests reach the gateway from the tailnet only through `tailscale serve` (the gateway
+listens on a unix socket, or on a loopback alias the userspace forwarder never dials;
+other processes of the pod could reach it, but they could reach the MCP server directly
+too). Serve deletes any client-supplied
 `Tailscale-User-*` headers and sets them itself for nodes owned by a user; for tagged
 nodes it sets none. It also replaces `X-Forwarded-For` with the real tailnet source IP.
 So: user identity comes from serve's headers; a tagged caller is identified by asking

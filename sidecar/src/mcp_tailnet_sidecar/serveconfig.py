@@ -7,6 +7,9 @@ placeholder becomes `no-https`, the Web handler never matches and every request 
 can issue a certificate for the name (containerboot refuses a config with HTTPS then).
 Written atomically: containerboot watches the file's directory and exits on a half-read
 file.
+
+The target is the gateway: `unix:/path` when the sidecar runs as root, otherwise
+`http://127.0.0.2:PORT` (a loopback alias, see settings.GatewayListen).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 
-def render(dns_name: str, gateway_socket: Path, *, https: bool) -> dict[str, Any]:
-    proxy = {"Handlers": {"/": {"Proxy": f"unix:{gateway_socket}"}}}
+def render(dns_name: str, target: str, *, https: bool) -> dict[str, Any]:
+    """`target` is serve's Proxy value: `unix:/path` or `http://127.0.0.2:PORT`."""
+    proxy = {"Handlers": {"/": {"Proxy": target}}}
     tcp: dict[str, Any] = {"80": {"HTTP": True}}
     web: dict[str, Any] = {f"{dns_name}:80": proxy}
     if https:

@@ -26,6 +26,9 @@ MAX_UNIX_SOCKET_PATH = 107
 DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
 DEFAULT_RUN_DIR = "/run/mcp-tailnet"
 DEFAULT_TS_SOCKET = "/tmp/tailscaled.sock"  # containerboot's own default
+# Non-root gateway address: a loopback alias, never 127.0.0.1 (see GatewayListen).
+DEFAULT_GATEWAY_ALIAS = "127.0.0.2"
+DEFAULT_GATEWAY_PORT = 9080
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 _TAG = re.compile(r"^tag:[a-z0-9]([a-z0-9-]*[a-z0-9])?$", re.IGNORECASE)
@@ -50,6 +53,37 @@ class Secret(str):
 
 
 @dataclass(frozen=True)
+class GatewayListen:
+    """Where the gateway listens, and so what serve proxies to.
+
+    A unix socket when the sidecar runs as root: no TCP port at all. As non-root a unix
+    socket cannot be used: tailscaled (v1.102, ipn/localapi/serve.go
+    `authorizeServeConfigForGOOSAndUserContext`) accepts a serve config proxying to
+    `unix:` only from a root LocalAPI caller (ipn/ipnserver/actor.go `connIsLocalAdmin`).
+    Then the gateway takes a TCP port on a loopback ALIAS (127.0.0.2 by default): the
+    userspace forwarder rewrites every unserved tailnet connection to 127.0.0.1:<port>
+    (wgengine/netstack/netstack.go, `dialIP = ipv4Loopback`), never to another 127/8
+    address, and in TUN mode the kernel delivers no outside packet to a loopback
+    address. So the only way from the tailnet to the alias is serve itself.
+    """
+
+    kind: str  # "unix" or "tcp"
+    path: Path | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @property
+    def proxy(self) -> str:
+        """serve's `Proxy` value for this listener."""
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        return f"http://{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"unix:{self.path}" if self.kind == "unix" else f"tcp:{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     # Tailscale / containerboot side
     authkey: Secret | None = None
@@ -65,6 +99,7 @@ class Settings:
     # Gateway side
     upstream_url: str = DEFAULT_UPSTREAM
     gateway_socket: Path = Path(DEFAULT_RUN_DIR) / "gateway.sock"
+    gateway_listen: GatewayListen = GatewayListen("unix", path=Path(DEFAULT_RUN_DIR) / "gateway.sock")
     health_socket: Path = Path(DEFAULT_RUN_DIR) / "health.sock"
     health_listen: tuple[str, int] | None = None
     serve_config: Path = Path(DEFAULT_RUN_DIR) / "serve" / "serve.json"
@@ -186,16 +221,91 @@ def _host_port(env: Mapping[str, str], name: str, userspace: bool) -> tuple[str,
     return (str(ip), int(port_s))
 
 
+def _gateway_alias(name: str, host: str, port_s: str) -> tuple[str, int]:
+    """A TCP address for the gateway that no tailnet peer can reach except through serve."""
+    raw = f"{host}:{port_s}"
+    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise SettingsError(name, f"tcp: needs ADDRESS:PORT with a port 1-65535, got {raw!r}")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise SettingsError(name, f"tcp: needs an IP address (a loopback alias such as "
+                                  f"{DEFAULT_GATEWAY_ALIAS}), got {host!r}") from None
+    if ip.is_unspecified:
+        raise SettingsError(name, f"{raw!r} listens on every interface: reachable from the pod/task network "
+                                  f"and, via the userspace forwarder, from the tailnet; use a loopback alias "
+                                  f"such as {DEFAULT_GATEWAY_ALIAS}")
+    if ip == ipaddress.ip_address("127.0.0.1"):
+        raise SettingsError(name, f"{raw!r} is where userspace tailscaled forwards every unserved tailnet port "
+                                  f"(a peer would bypass serve and forge identity headers); use a loopback "
+                                  f"alias such as {DEFAULT_GATEWAY_ALIAS}")
+    if ip == ipaddress.ip_address("::1"):
+        raise SettingsError(name, f"{raw!r}: IPv6 has no loopback alias and tailscaled's forwarder dials ::1 too; "
+                                  f"use an IPv4 loopback alias such as {DEFAULT_GATEWAY_ALIAS}")
+    if ip.version != 4 or not ip.is_loopback:
+        raise SettingsError(name, f"{raw!r} is not an IPv4 loopback alias (127.0.0.2-127.255.255.254): any "
+                                  f"other address is reachable from outside the pod/task")
+    return str(ip), int(port_s)
+
+
+def _gateway_listen(env: Mapping[str, str], socket_path: Path, euid: int) -> GatewayListen:
+    name = "SIDECAR_GATEWAY_LISTEN"
+    raw = env.get(name, "").strip()
+    kind, _, rest = raw.partition(":")
+    if raw in ("", "auto"):
+        kind, rest = ("unix" if euid == 0 else "tcp"), ""
+    if kind == "unix":
+        if not rest:
+            return GatewayListen("unix", path=socket_path)
+        path = _abs_path({name: rest}, name, None, socket=True)
+        return GatewayListen("unix", path=path)
+    if kind == "tcp":
+        if not rest:
+            return GatewayListen("tcp", host=DEFAULT_GATEWAY_ALIAS, port=DEFAULT_GATEWAY_PORT)
+        host, sep, port_s = rest.rpartition(":")
+        if not sep:
+            raise SettingsError(name, f"tcp: needs ADDRESS:PORT, e.g. tcp:{DEFAULT_GATEWAY_ALIAS}:"
+                                      f"{DEFAULT_GATEWAY_PORT}, got {raw!r}")
+        host, port = _gateway_alias(name, host, port_s)
+        return GatewayListen("tcp", host=host, port=port)
+    raise SettingsError(name, f"must be auto, unix[:/path] or tcp[:127.0.0.x:PORT], got {raw!r}")
+
+
+def _routes_cover(env: Mapping[str, str], address: str) -> str | None:
+    """The variable whose advertised routes (or exit node) would route tailnet traffic to
+    `address`: netstack dials subnet-routed destinations as they are, not via serve."""
+    ip = ipaddress.ip_address(address)
+    extra = env.get("TS_EXTRA_ARGS", "").split()
+    if "--advertise-exit-node" in extra or "--advertise-exit-node=true" in extra:
+        return "TS_EXTRA_ARGS"
+    candidates = [("TS_ROUTES", env.get("TS_ROUTES", ""))]
+    for i, arg in enumerate(extra):
+        if arg.startswith("--advertise-routes="):
+            candidates.append(("TS_EXTRA_ARGS", arg.split("=", 1)[1]))
+        elif arg == "--advertise-routes" and i + 1 < len(extra):
+            candidates.append(("TS_EXTRA_ARGS", extra[i + 1]))
+    for variable, value in candidates:
+        for route in (r.strip() for r in value.split(",") if r.strip()):
+            try:
+                if ip in ipaddress.ip_network(route, strict=False):
+                    return variable
+            except ValueError:
+                continue  # containerboot reports malformed routes itself
+    return None
+
+
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
 
 
-def load(env: Mapping[str, str] | None = None, *, mode: str = "run") -> Settings:
+def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int | None = None) -> Settings:
     """Read and check the environment. `mode="run"` also needs the Tailscale side.
+    `euid` (default: this process's) decides what SIDECAR_GATEWAY_LISTEN=auto means.
 
     Raises SettingsError naming the first bad variable.
     """
     env = os.environ if env is None else env
+    euid = os.geteuid() if euid is None else euid
     in_kubernetes = bool(env.get("KUBERNETES_SERVICE_HOST"))
 
     userspace = _bool(env, "TS_USERSPACE", True)
@@ -251,6 +361,13 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run") -> Settings
 
     containerboot = env.get("SIDECAR_CONTAINERBOOT", "containerboot").strip() or "containerboot"
 
+    gateway_socket = _abs_path(env, "SIDECAR_GATEWAY_SOCKET", f"{DEFAULT_RUN_DIR}/gateway.sock", socket=True)
+    assert gateway_socket is not None
+    gateway_listen = _gateway_listen(env, gateway_socket, euid)
+    if gateway_listen.kind == "tcp" and (variable := _routes_cover(env, gateway_listen.host or "")):
+        raise SettingsError(variable, f"advertises a route or exit node that covers the gateway's address "
+                                      f"{gateway_listen.host}: tailnet peers could reach it without serve")
+
     return Settings(
         authkey=authkey,
         hostname=hostname,
@@ -263,9 +380,8 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run") -> Settings
         no_logs_no_support=_bool(env, "TS_NO_LOGS_NO_SUPPORT", True),
         containerboot=containerboot,
         upstream_url=_http_url(env, "SIDECAR_UPSTREAM_URL", DEFAULT_UPSTREAM),  # type: ignore[arg-type]
-        gateway_socket=_abs_path(  # type: ignore[arg-type]
-            env, "SIDECAR_GATEWAY_SOCKET", f"{DEFAULT_RUN_DIR}/gateway.sock", socket=True
-        ),
+        gateway_socket=gateway_socket,
+        gateway_listen=gateway_listen,
         health_socket=_abs_path(  # type: ignore[arg-type]
             env, "SIDECAR_HEALTH_SOCKET", f"{DEFAULT_RUN_DIR}/health.sock", socket=True
         ),

@@ -1,8 +1,9 @@
 """The entrypoint's process model: containerboot, the gateway, the health listener.
 
 `run` (the image entrypoint) starts Tailscale's containerboot unchanged (it owns auth
-keys, state, userspace/TUN, and applying the serve config file), the gateway on its unix
-socket and the health listener, then watches tailscaled until the node's DNS name is
+keys, state, userspace/TUN, and applying the serve config file), the gateway (on a unix
+socket as root, on a loopback alias as non-root: settings.GatewayListen) and the health
+listener, then watches tailscaled until the node's DNS name is
 known and renders the serve config for containerboot to apply.
 
 `gateway` is the same minus containerboot, for a tailscaled someone else runs (the lab's
@@ -136,7 +137,7 @@ class Sidecar:
             names = NodeNames.from_status(status, extra=self.settings.allowed_hosts)
             if names.dns_name and names.backend_state == "Running":
                 self.gateway.names = names
-                wanted = serveconfig.render(names.dns_name, self.settings.gateway_socket, https=names.https)
+                wanted = serveconfig.render(names.dns_name, self.settings.gateway_listen.proxy, https=names.https)
                 if wanted != self.wanted_serve:
                     await self._publish(wanted)
                     self.wanted_serve = wanted
@@ -161,7 +162,16 @@ async def _serve(server: Server, sockets: list) -> None:
 
 
 def _listeners(settings: Settings) -> tuple[list, list]:
-    gateway_sockets = [unix_socket(settings.gateway_socket)]
+    listen = settings.gateway_listen
+    if listen.kind == "unix":
+        assert listen.path is not None
+        gateway_sockets = [unix_socket(listen.path)]
+    else:
+        assert listen.host is not None and listen.port is not None
+        try:
+            gateway_sockets = [tcp_socket(listen.host, listen.port)]
+        except OSError as exc:
+            raise OSError(exc.errno, f"SIDECAR_GATEWAY_LISTEN={listen}: {exc.strerror}") from None
     health_sockets = [unix_socket(settings.health_socket)]
     if settings.health_listen is not None:
         health_sockets.append(tcp_socket(*settings.health_listen))
@@ -221,7 +231,11 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
     gateway_task = asyncio.create_task(_serve(gateway_server, gateway_sockets))
     health_task = asyncio.create_task(_serve(health_server, health_sockets))
     watch_task = asyncio.create_task(sidecar.watch_names())
-    logger.info("sidecar started", extra={"gateway_socket": str(settings.gateway_socket),
+    if settings.gateway_listen.kind == "unix" and os.geteuid() != 0:
+        logger.warning("the gateway listens on a unix socket as uid %s: tailscaled applies a serve config "
+                       "that proxies to a unix socket only for root; leave SIDECAR_GATEWAY_LISTEN=auto",
+                       os.geteuid())
+    logger.info("sidecar started", extra={"gateway_listen": str(settings.gateway_listen),
                                           "health_socket": str(settings.health_socket),
                                           "upstream": settings.upstream_url,
                                           "policy": str(settings.policy_file) if settings.policy_file else None})
@@ -273,8 +287,9 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
     for t in tasks:
         t.cancel()
     await sidecar.aclose()
-    for path in (settings.gateway_socket, settings.health_socket):
-        Path(path).unlink(missing_ok=True)
+    for path in (settings.gateway_listen.path, settings.health_socket):
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
     logger.info("stopped", extra={"exit_code": code})
     return code
 
