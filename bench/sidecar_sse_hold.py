@@ -139,7 +139,9 @@ async def main_async(args: argparse.Namespace) -> int:
     # transport passed in): none here, one connection per session plus the POSTs.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     transport = httpx.AsyncHTTPTransport(uds=args.uds, limits=limits) if args.uds else None
+    headers = {"Host": args.host_header} if args.host_header else None
     client = httpx.AsyncClient(transport=transport, proxy=None if args.uds else args.proxy, trust_env=False,
+                               headers=headers,
                                timeout=httpx.Timeout(30.0, read=None), limits=limits)
     sessions: list[Session] = []
     async with client, anyio.create_task_group() as tg:
@@ -203,6 +205,7 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="e.g. http://srv.lab.tailnet (no path)")
     parser.add_argument("--uds", help="connect through this unix socket (the gateway's)")
     parser.add_argument("--proxy", help="connect through this HTTP proxy (a userspace tailscaled's)")
+    parser.add_argument("--host-header", help="send this Host (a gateway on a loopback TCP port)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per session, plus POSTs
