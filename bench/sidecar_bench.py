@@ -39,6 +39,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -751,6 +752,8 @@ def main() -> int:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the benchmark needs root (network namespaces, TUN, tailscaled serve to a unix socket)")
+    # SIGTERM unwinds like Ctrl-C, so sidecars, nodes, namespaces and headscale are cleaned up
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     section = run(args)
     print(section)
     if not args.no_write:
