@@ -2,7 +2,8 @@
 # One-shot of the local compose variant: mint the tagged pre-auth keys the nodes log in
 # with and hand them over as files in the tailnet-keys volume (TS_AUTHKEY=file:...).
 # A key is never printed: it goes from headscale's JSON answer straight into a 0400 file.
-#   server.key  tag:mcp         reusable, not ephemeral (the state volume keeps the node)
+#   server.key  tag:mcp         reusable, not ephemeral (the state volume keeps the node);
+#               owned by 65532, the sidecar image's user
 #   client.key  tag:mcp-client  reusable, ephemeral (the demo client leaves no node behind)
 set -eu
 umask 077
@@ -28,5 +29,5 @@ mint() {
   echo "tailnet-keys: wrote $out/$file ($tag)"
 }
 
-mint tag:mcp server.key 0:0 --reusable
+mint tag:mcp server.key 65532:65532 --reusable
 mint tag:mcp-client client.key 0:0 --reusable --ephemeral
