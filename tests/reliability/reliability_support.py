@@ -250,3 +250,153 @@ def roundtrip(socket_path: Path | str, transport: str = "http", headers: dict | 
                 assert not res.is_error, res
                 return res.structured_content["result"]
     return anyio.run(go)
+
+
+# -- the image entrypoint, for real (containerboot + tailscaled + gateway) ------------------------
+
+STOCK_PORT = 8080
+
+
+@dataclass
+class SidecarRun:
+    """`mcp-tailnet-sidecar run` in a lab namespace, as the container would run it."""
+
+    ns: object  # mcp_tailnet_lab.netns.Namespace
+    dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    states: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def health_socket(self) -> Path:
+        return self.dir / "health.sock"
+
+    @property
+    def ts_socket(self) -> Path:
+        return self.dir / "ts.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "run.log"
+
+    def start(self) -> SidecarRun:
+        with self.log.open("ab") as fh:
+            self.proc = self.ns.popen([SIDECAR, "run"], env=self.env, stdout=fh, stderr=fh)
+        return self
+
+    def readiness(self) -> str:
+        """One poll of /readyz: 'ready', 'not-ready:<failing checks>' or 'down:<why>'; recorded."""
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.health_socket)), timeout=5) as c:
+                r = c.get("http://localhost/readyz")
+            if r.status_code == 200:
+                state = "ready"
+            else:
+                failing = sorted(k for k, v in (r.json().get("checks") or {}).items() if not v.get("ok"))
+                state = "not-ready:" + ",".join(failing)
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            state = f"down:{type(exc).__name__}"
+        if not self.states or self.states[-1][1] != state:
+            self.states.append((time.monotonic(), state))
+        return state
+
+    def wait_state(self, want: Callable[[str], bool], what: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.readiness()
+            if want(state):
+                return state
+            if self.proc is not None and self.proc.poll() is not None and not want("exited"):
+                raise AssertionError(f"sidecar exited ({self.proc.returncode}) waiting for {what}; "
+                                     f"states {self.states}; log tail: {self.log_tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; states {self.states}; log tail: {self.log_tail()}")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self.wait_state(lambda s: s == "ready", "readiness", timeout)
+
+    def dns_name(self) -> str:
+        serve = json.loads((self.dir / "serve" / "serve.json").read_text())
+        (hostport,) = [h for h in serve["Web"] if h.endswith(":80")]
+        return hostport[:-3]
+
+    def tailscaled_pid(self) -> int:
+        """The tailscaled that containerboot started for this sidecar (found by its socket)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"tailscaled") and any(str(self.ts_socket).encode() in a for a in argv):
+                return int(entry.name)
+        raise AssertionError(f"no tailscaled with socket {self.ts_socket}")
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 90) -> int | None:
+        if self.proc is None:
+            return None
+        return stop(self.proc, timeout)
+
+
+def sidecar_env(d: Path, headscale, hostname: str, authkey: str | None, **extra: str) -> dict[str, str]:
+    from mcp_tailnet_lab.paths import binary
+
+    bindir = binary("containerboot").parent
+    (d / "state").mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "HOME": str(d),
+        "TS_HOSTNAME": hostname,
+        "TS_STATE_DIR": str(d / "state"),
+        "TS_SOCKET": str(d / "ts.sock"),
+        "TS_DEBUG_USE_DERP_HTTP": "true",
+        "TS_DISABLE_PORTMAPPER": "1",
+        "SIDECAR_LOGIN_SERVER": headscale.url,
+        "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
+        "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
+        "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
+        "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
+        "SIDECAR_SERVE_CONFIG": str(d / "serve" / "serve.json"),
+        "SIDECAR_DRAIN_TIMEOUT": "20",
+        **extra,
+    }
+    if authkey:
+        env["TS_AUTHKEY"] = authkey
+    return env
+
+
+def start_stock_in(ns, log: Path | None = None) -> subprocess.Popen:
+    out = log.open("ab") if log else subprocess.DEVNULL
+    proc = ns.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT)],
+                    stdout=out, stderr=subprocess.STDOUT)
+    wait_for(lambda: ns.exec([sys.executable, "-c", f"import socket; socket.create_connection(('127.0.0.1', "
+                                                    f"{STOCK_PORT}), 2)"], check=False).returncode == 0,
+             "the stock server in its namespace", timeout=30, proc=proc)
+    return proc
+
+
+def proxied_mcp_client(proxy: str, transport: str, url_base: str) -> Client:
+    """An SDK client reaching the tailnet through a userspace node's HTTP proxy."""
+    def make(headers=None, timeout=None, auth=None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(proxy=proxy, headers=headers, timeout=timeout or httpx2.Timeout(30, read=120),
+                                  auth=auth)
+    if transport == "sse":
+        return Client(sse_client(f"{url_base}/sse", httpx_client_factory=make))
+    return Client(streamable_http_client(f"{url_base}/mcp", http_client=make()))
+
+
+def tailnet_roundtrip(proxy: str, url_base: str, transport: str = "http", timeout: float = 60) -> int:
+    async def go() -> int:
+        with anyio.fail_after(timeout):
+            async with proxied_mcp_client(proxy, transport, url_base) as client:
+                res = await client.call_tool("add", {"a": 40, "b": 2})
+                assert not res.is_error, res
+                return res.structured_content["result"]
+    return anyio.run(go)
