@@ -2,9 +2,11 @@
 
 The Deployment is read from manifests/ and turned into `docker run`s the way a kubelet
 would run it: its containers, images (this repo's, built locally), env (downward API
-included), command/args, volumes (emptyDir -> tmpfs, the auth-key Secret -> a file, the
-ServiceAccount tokens -> the files the kubelet / token controller would write, minted by
-a real API server), securityContext, limits and exec probes, in one network namespace.
+included), command/args, volumes (emptyDir -> a world-writable host directory, as the
+kubelet makes it; the auth-key Secret -> a file; the ServiceAccount tokens -> the files
+the kubelet / token controller would write, minted by a real API server),
+securityContext, limits and exec probes, in one network namespace. One pod serves the
+whole module (starting it costs a minute on this machine).
 
 A real kube-apiserver, bound to the pod network's gateway so the pod can reach it,
 holds the manifests as applied: containerboot keeps its state in the state Secret
@@ -46,8 +48,9 @@ from manifests_support import (
     one,
 )
 from mcp_tailnet_lab.cluster import LocalCluster
+from mcp_tailnet_lab.pods import PodFactory
 
-READY_TIMEOUT_S = 240
+READY_TIMEOUT_S = 300
 #: Which of this repo's images (images/<name>) a manifest image names.
 IMAGE_NAMES = {"eks-inspector": "eks-inspector", "mcp-tailnet-sidecar": "sidecar"}
 
@@ -202,14 +205,24 @@ def logs(container: Any) -> str:
 # -- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pod_network(pod) -> Any:
-    net = pod.network()
+@pytest.fixture(scope="module")
+def module_pods(docker_client, docker_run_id) -> Iterator[PodFactory]:
+    """Like the `pod` fixture, for one pod shared by this module's tests."""
+    factory = PodFactory(docker_client, docker_run_id)
+    yield factory
+    failed = factory.cleanup()
+    if failed:
+        raise RuntimeError(f"pod cleanup left: {'; '.join(failed)}")
+
+
+@pytest.fixture(scope="module")
+def pod_network(module_pods) -> Any:
+    net = module_pods.network()
     net.reload()
     return net
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def pod_cluster(pod_network) -> Iterator[LocalCluster]:
     """A real API server the pod can reach: bound to its network's gateway (this host)."""
     gateway = pod_network.attrs["IPAM"]["Config"][0]["Gateway"]
@@ -220,8 +233,8 @@ def pod_cluster(pod_network) -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-@pytest.fixture
-def running_pod(pod, pod_network, pod_cluster, headscale, repo_images, tmp_path_factory) -> dict:
+@pytest.fixture(scope="module")
+def running_pod(module_pods, pod_network, pod_cluster, headscale, repo_images, tmp_path_factory) -> dict:
     docs = docs_from_files()
     pod_cluster.kubectl("apply", "-f", "-", input=dump(d for d in docs if d["kind"] == "Namespace"))
     pod_cluster.kubectl("apply", "-f", str(MANIFESTS))
@@ -239,7 +252,7 @@ def running_pod(pod, pod_network, pod_cluster, headscale, repo_images, tmp_path_
         },
     }
     spec = deployment["spec"]["template"]["spec"]
-    containers = pod.run(
+    containers = module_pods.run(
         [kubelet.run_kwargs(c, lab_only.get(c["name"], {})) for c in spec["containers"]], network=pod_network
     )
     by_name = dict(zip([c["name"] for c in spec["containers"]], containers, strict=True))
