@@ -24,6 +24,7 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -32,6 +33,13 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 CALL_TIMEOUT = 60.0
+
+
+def describe(exc: BaseException) -> str:
+    """The first leaf of an exception group, as one short line."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def http_client(uds: str | None, proxy: str | None, host_header: str | None) -> httpx2.AsyncClient:
@@ -56,17 +64,23 @@ async def run_calls(sessions: list[ClientSession], n: int, width: int, tool: str
                     ) -> dict[str, Any]:
     width = max(1, min(width, len(sessions), n))
     lat: list[float] = []
+    errors: Counter[str] = Counter()
     shares = [n // width + (1 if i < n % width else 0) for i in range(width)]
 
     async def loop(session: ClientSession, count: int) -> None:
         for _ in range(count):
-            lat.append(await call_once(session, tool, arguments))
+            try:
+                lat.append(await call_once(session, tool, arguments))
+            except Exception as exc:  # noqa: BLE001 - counted and reported; the driver decides
+                errors[describe(exc)] += 1
+                if sum(errors.values()) > max(10, n // 10):
+                    raise
 
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for session, count in zip(sessions, shares):
             tg.start_soon(loop, session, count)
-    return {"ok": True, "lat": lat, "wall": time.perf_counter() - started}
+    return {"ok": True, "lat": lat, "wall": time.perf_counter() - started, "errors": dict(errors)}
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -92,7 +106,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 reply = await run_calls(sessions, int(cmd["n"]), int(cmd.get("sessions", 1)),
                                         cmd.get("tool", "echo"), cmd.get("arguments", {"text": "ping"}))
             except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the run
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+                reply = {"ok": False, "error": describe(exc)}
             print(json.dumps(reply), flush=True)
     return 0
 
@@ -108,7 +122,7 @@ def main() -> int:
     try:
         return anyio.run(main_async, args)
     except Exception as exc:  # noqa: BLE001 - one line the driver can show
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}), flush=True)
+        print(json.dumps({"ok": False, "error": describe(exc)}), flush=True)
         return 1
 
 
