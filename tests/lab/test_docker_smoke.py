@@ -129,7 +129,10 @@ def test_tailscale_standin_runs_tailscaled_in_tun_mode(run: Run) -> None:
     # No network at all: this only shows the image has what kernel (TUN) mode needs.
     script = (
         "tailscaled --no-logs-no-support --state=mem: --tun=tailscale0 --socket=/tmp/ts.sock >/tmp/log 2>&1 & "
-        "for i in $(seq 1 100); do ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.2; done; "
+        # Wait (bounded: 60 s) for the link to be UP and the firewall choice logged, not
+        # merely for the device to exist: on a loaded machine tailscaled brings it up later.
+        "for i in $(seq 1 300); do ip -o link show tailscale0 2>/dev/null | grep -q '[<,]UP[,>]' "
+        "&& grep -q 'choosing iptables' /tmp/log && break; sleep 0.2; done; "
         "ip -o link show tailscale0; grep -o 'choosing iptables' /tmp/log"
     )
     out = _ok(run(
