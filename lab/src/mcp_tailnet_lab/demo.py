@@ -123,6 +123,35 @@ def inspector_kubeconfig(cluster, path: Path, namespace: str = "mcp-tailnet") ->
     return path
 
 
+# --- the project network ----------------------------------------------------------------
+
+DEFAULT_TAILNET_NET = "10.203.77"  # docker-compose.local.yml's LOCAL_TAILNET_NET default
+
+
+def free_tailnet_net(client, prefer: str | None = DEFAULT_TAILNET_NET) -> str:  # noqa: ANN001
+    """A `10.203.X` whose /24 no docker network uses yet, for LOCAL_TAILNET_NET.
+
+    The local variant's network has a fixed subnet (headscale needs a fixed private IP,
+    see lab/compose/pair.local.yml); concurrent stacks each take their own.
+    """
+    import ipaddress
+    import random
+
+    used = []
+    for network in client.networks.list():
+        for entry in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            if entry.get("Subnet") and ":" not in entry["Subnet"]:
+                used.append(ipaddress.ip_network(entry["Subnet"], strict=False))
+    candidates = [f"10.203.{x}" for x in random.sample(range(16, 250), 234)]
+    if prefer:
+        candidates.insert(0, prefer)
+    for net in candidates:
+        subnet = ipaddress.ip_network(f"{net}.0/24")
+        if not any(subnet.overlaps(u) for u in used):
+            return net
+    raise DemoError("no free /24 left in 10.203.0.0/16 for the local tailnet's docker network")
+
+
 # --- images -----------------------------------------------------------------------------
 
 def build_args(client) -> dict[str, str]:  # noqa: ANN001
@@ -351,6 +380,7 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
         args = build_args(client)
         project.env = {
             **args,
+            "LOCAL_TAILNET_NET": free_tailnet_net(client),
             "INSPECTOR_KUBECONFIG_FILE": str(kubeconfig),
             "DOCTOR_CALL": "get",
             "DOCTOR_ARGUMENTS": json.dumps({"resource": "deployments", "namespace": "shop"}),
@@ -417,7 +447,9 @@ def _print_keep(project: ComposeProject, cluster, out) -> None:  # noqa: ANN001
     if cluster is not None:
         atexit.unregister(cluster.stop)
     pids = " ".join(str(p.pid) for p in (getattr(cluster, "_apiserver", None), getattr(cluster, "_etcd", None)) if p)
-    compose = " ".join(project.argv())
+    settings = " ".join(f"{k}={project.env[k]}" for k in ("LOCAL_TAILNET_NET", "INSPECTOR_KUBECONFIG_FILE")
+                        if k in project.env)
+    compose = f"{settings} {' '.join(project.argv())}".strip()
     print("\nleft running (--keep):", file=out)
     print(f"  {compose} ps", file=out)
     print(f"  {compose} run --rm --no-deps --entrypoint mcp-tailnet-sidecar doctor doctor "
@@ -426,7 +458,7 @@ def _print_keep(project: ComposeProject, cluster, out) -> None:  # noqa: ANN001
           file=out)
     print(f"  kubeconfig (admin): {getattr(cluster, 'kubeconfig', '')}", file=out)
     print("to stop it:", file=out)
-    print(f"  INSPECTOR_KUBECONFIG_FILE=/dev/null {compose} down -v", file=out)
+    print(f"  {compose} down -v", file=out)
     if pids:
         print(f"  kill {pids}; rm -rf {cluster.workdir}", file=out)
 
