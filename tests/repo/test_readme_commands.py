@@ -1,0 +1,38 @@
+"""The README's first lines are the two commands a fresh machine needs, and CI runs the second.
+
+If someone renames a Makefile target or changes .ci/run, the README would silently lie;
+these checks keep the three in step.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from mcp_tailnet_lab.paths import REPO_DIR
+
+
+def _first_code_block_commands() -> list[str]:
+    text = (REPO_DIR / "README.md").read_text()
+    head = "\n".join(text.splitlines()[:8])
+    block = re.search(r"```(?:sh|bash)?\n(.*?)```", head, re.S)
+    assert block, "README.md must open with a code block holding the two commands"
+    return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    assert _first_code_block_commands() == ["make demo", "make test"]
+
+
+def test_make_targets_run_what_the_readme_says() -> None:
+    dry = subprocess.run(["make", "-n", "demo", "test"], cwd=REPO_DIR, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert dry[0] == "lab/provision", dry  # both provision first (make runs it once)
+    assert ".venv/bin/python -m mcp_tailnet_lab.demo" in dry
+    assert ".venv/bin/pytest" in dry
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO_DIR / ".ci" / "run").read_text()
+    assert re.search(r"^exec make test$", ci, re.M), ci
+    assert "set -euo pipefail" in ci
