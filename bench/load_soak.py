@@ -177,11 +177,18 @@ async def idle_stream(http: httpx.AsyncClient, url: str, until: float, tally: Ta
 
 
 async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_pid: int, log) -> dict:
-    """urls: (proxy, base url) per client node."""
+    """urls: (how, base url) per client node; how is a proxy URL or `uds:/path` (the gateway's socket)."""
     tally = Tally()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=60)
     timeout = httpx.Timeout(60, read=args.minutes * 60 + 120)
-    clients = [httpx.AsyncClient(proxy=proxy, limits=limits, timeout=timeout) for proxy, _ in urls]
+
+    def client(how: str) -> httpx.AsyncClient:
+        if how.startswith("uds:"):
+            return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=how[4:], limits=limits), timeout=timeout)
+        if how:
+            return httpx.AsyncClient(proxy=how, limits=limits, timeout=timeout)
+        return httpx.AsyncClient(limits=limits, timeout=timeout)
+    clients = [client(how) for how, _ in urls]
     samples: list[dict] = []
     tasks: list[asyncio.Task] = []
     ramp_end = time.monotonic() + args.ramp
@@ -286,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keepalive", default="15", help="SIDECAR_KEEPALIVE_INTERVAL of the sidecar")
     p.add_argument("--out", type=Path, help="write the JSON result here too")
     p.add_argument("--max-growth-pct", type=float, default=10.0, help="memory counts as flat below this growth")
+    p.add_argument("--via", choices=["tailnet", "gateway", "upstream"], default="tailnet",
+                   help="tailnet: the real pairing (default); gateway: its unix socket, no tailnet; upstream: the "
+                        "MCP server alone (RSS then is the server's)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces for the lab tailnet)")
@@ -294,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[soak] {msg}", file=sys.stderr, flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="soak-", dir="/tmp"))
+    if args.via != "tailnet":
+        return finish(local_run(args, workdir, log), args, workdir, log)
     network = LabNetwork().start()
     procs: list[subprocess.Popen] = []
     try:
@@ -329,6 +341,54 @@ def main(argv: list[str] | None = None) -> int:
             headscale.close()
     finally:
         network.close()
+    return finish(result, args, workdir, log)
+
+
+def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
+    """The same load without the tailnet: on the gateway's unix socket, or on the upstream
+    alone; to tell which part of the chain limits what the tailnet run holds."""
+    port = free_port()
+    stock = subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [stock]
+    try:
+        time.sleep(3)
+        if args.via == "upstream":
+            result = asyncio.run(drive([("", f"http://127.0.0.1:{port}")], args, stock.pid, log))
+        else:
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "TS_"))},
+                   "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{port}", "SIDECAR_GATEWAY_SOCKET": str(workdir / "gw.sock"),
+                   "SIDECAR_HEALTH_SOCKET": str(workdir / "health.sock"), "SIDECAR_ALLOWED_HOSTS": "mcp.soak.test",
+                   "TS_SOCKET": str(workdir / "none.sock"), "SIDECAR_KEEPALIVE_INTERVAL": args.keepalive,
+                   "SIDECAR_LOG_LEVEL": "warning"}
+            log_fh = (workdir / "gateway.log").open("ab")
+            gateway = subprocess.Popen([SIDECAR, "gateway"], env=env, stdout=log_fh, stderr=log_fh)
+            procs.append(gateway)
+            time.sleep(3)
+            result = asyncio.run(drive([(f"uds:{workdir / 'gw.sock'}", "http://mcp.soak.test")], args, gateway.pid, log))
+            result["sidecar_alive_at_end"] = gateway.poll() is None
+        result["stock_server_rss_mib"] = round(rss_by_name(stock.pid).get("python", 0) / 1024, 1) or None
+        result.setdefault("sidecar_alive_at_end", stock.poll() is None)
+        return result
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def finish(result: dict, args: argparse.Namespace, workdir: Path, log) -> int:
+    result["via"] = args.via
     held = (result["calls_failed"] == 0 and result["sessions_failed"] == 0 and result["streams_dropped"] == 0
             and result["streams_failed_to_open"] == 0 and result["streams_opened"] == args.streams
             and result["sidecar_alive_at_end"]
