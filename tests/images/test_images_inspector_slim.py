@@ -19,7 +19,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+from mcp_tailnet_lab.moto_server import running_moto
 from mcp_tailnet_lab.paths import REPO_DIR
 from mcp_tailnet_lab.pods import LABEL_RUN
 
@@ -120,24 +120,8 @@ def test_boto3_builds_eks_and_sts_clients_like_an_untrimmed_botocore(docker_clie
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto_server on a free loopback port with an EKS cluster and a node group; yields its URL."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {"PATH": "/usr/bin:/bin", **AWS_TEST_ENV, "AWS_REGION": REGION}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        def answering() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-                return True
-            except (urllib.error.URLError, ConnectionError):
-                return False
-
-        wait_for(answering, f"moto_server on {url}", 60, interval=0.2)
+    with running_moto(env, tmp_path_factory.mktemp("moto") / "moto.log") as url:
         eks = boto3.client("eks", region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
                            aws_secret_access_key="testing")
         eks.create_cluster(name=CLUSTER, version="1.35", roleArn="arn:aws:iam::123456789012:role/eks",
@@ -147,13 +131,6 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              subnets=["subnet-1"], instanceTypes=["m7g.large"],
                              scalingConfig={"minSize": 1, "maxSize": 3, "desiredSize": 2})
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import boto3
 import pytest
 
 from eks_inspector import eks_auth
+from mcp_tailnet_lab.moto_server import running_moto
 
 from inspector_support import TRANSPORTS, base_env, err, free_port, ok, running_inspector
 
@@ -27,28 +25,11 @@ NODEGROUP = "workers"
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """moto_server on a free loopback port, with an EKS cluster and a node group in it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = base_env(None)
-    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION,
-                "AWS_ENDPOINT_URL": url})
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION})
     env.pop("INSPECTOR_EKS_TOOLS", None)
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer within 60 s: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
+    with running_moto(env, tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        env["AWS_ENDPOINT_URL"] = url
         eks = boto3.client("eks", region_name=REGION, endpoint_url=url, aws_access_key_id="testing",
                            aws_secret_access_key="testing")
         eks.create_cluster(name=CLUSTER, version="1.35", roleArn="arn:aws:iam::123456789012:role/eks",
@@ -58,13 +39,6 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                              subnets=["subnet-1"], instanceTypes=["m7g.large"],
                              scalingConfig={"minSize": 1, "maxSize": 3, "desiredSize": 2})
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
