@@ -678,11 +678,11 @@ def report(args: argparse.Namespace, paths: list[Path_], sse: list[SseResult], l
            target: str) -> str:
     direct = paths[0]
     med = statistics.median
-    command = "sudo .venv/bin/python bench/sidecar_bench.py" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+    command = ".venv/bin/python bench/sidecar_bench.py" + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
     lines = [
         "## Sidecar: latency, throughput, idle SSE sessions",
         "",
-        f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"Produced by `{command}` (as root) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
         f"{load.describe()}. mcp {_version('mcp')}, tailscale {_ts_version()}, headscale {_hs_version()}.",
         "",
         "A trivial tool (`echo` of the stock MCP server: `mcp` SDK defaults) called through the `mcp` SDK client "
