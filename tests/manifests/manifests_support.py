@@ -8,7 +8,6 @@ the tests judge.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +15,8 @@ from typing import Any
 
 import kubernetes.client
 import yaml
-from kubernetes.client.rest import ApiException
 
+from mcp_tailnet_lab.cluster import delete_namespace
 from mcp_tailnet_lab.paths import REPO_DIR, binary
 
 MANIFESTS = REPO_DIR / "manifests"
@@ -159,22 +158,4 @@ def remove(cluster: Any, docs: list[Doc]) -> None:
         core = kubernetes.client.CoreV1Api(api)
         for ns in namespaces_of(docs):
             cluster.kubectl("delete", _NAMESPACED_KINDS, "--all", "-n", ns, "--ignore-not-found", "--wait=false")
-            try:
-                core.delete_namespace(ns)
-                obj = core.read_namespace(ns)
-                obj.spec.finalizers = []
-                core.replace_namespace_finalize(ns, obj)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    core.read_namespace(ns)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        break
-                    raise
-                time.sleep(0.2)
-            else:
-                raise AssertionError(f"namespace {ns} still exists 30 s after deletion")
+            delete_namespace(core, ns)

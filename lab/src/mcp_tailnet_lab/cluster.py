@@ -324,6 +324,33 @@ class LocalCluster:
                 time.sleep(0.5)
 
 
+def delete_namespace(core: kubernetes.client.CoreV1Api, name: str, timeout_s: float = 30.0) -> None:
+    """Delete a namespace for good.
+
+    No controller-manager runs, so nothing empties a Terminating namespace and removes
+    its `kubernetes` finalizer; we clear the finalizer ourselves (its leftover objects
+    die with the session's etcd).
+    """
+    try:
+        core.delete_namespace(name)
+        ns = core.read_namespace(name)
+        ns.spec.finalizers = []
+        core.replace_namespace_finalize(name, ns)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.2)
+    raise TimeoutError(f"namespace {name} still exists {timeout_s:.0f}s after deletion")
+
+
 def expected_version() -> str:
     """The Kubernetes version lab/versions.env pins (what the server must report)."""
     return versions()["KUBERNETES_VERSION"]
