@@ -33,6 +33,13 @@ class Inspector:
         self.check_namespace(ns)
         return ns
 
+    def namespaces_for(self, namespace: str | None, all_namespaces: bool = False) -> list[str | None]:
+        """Namespaces a listing walks: with an allow-list, all_namespaces means each allowed one in turn,
+        never a cluster-wide list."""
+        if all_namespaces and self.settings.namespaces:
+            return list(self.settings.namespaces)
+        return [self.namespace_for(None, namespace, all_namespaces)]
+
     def default_namespace(self) -> str:
         allowed = self.settings.namespaces
         return allowed[0] if len(allowed) == 1 else "default"

@@ -85,11 +85,7 @@ def top(ins: Inspector, what: Literal["nodes", "pods"] = "pods", namespace: str 
         return _sorted_table(["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"], rows, sort_by, 0)
     if what != "pods":
         raise InspectorError("top takes what=nodes or what=pods")
-    namespaces: list[str | None]
-    if all_namespaces and ins.settings.namespaces:
-        namespaces = list(ins.settings.namespaces)
-    else:
-        namespaces = [ins.namespace_for(None, namespace, all_namespaces)]
+    namespaces = ins.namespaces_for(namespace, all_namespaces)
     rows = []
     show_ns = len(namespaces) > 1 or namespaces[0] is None
     for ns in namespaces:

@@ -33,11 +33,7 @@ def events(
         selectors.append(f"involvedObject.name={name}")
     if resource:
         selectors.append(f"involvedObject.kind={ins.discovery.resolve(resource).kind}")
-    namespaces: list[str | None]
-    if all_namespaces and ins.settings.namespaces:
-        namespaces = list(ins.settings.namespaces)
-    else:
-        namespaces = [ins.namespace_for(None, namespace, all_namespaces)]
+    namespaces = ins.namespaces_for(namespace, all_namespaces)
     items = []
     partial = False
     for ns in namespaces:
