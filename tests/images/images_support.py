@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +81,6 @@ def declared_writable_paths(container: dict[str, Any]) -> list[str]:
     """Mount paths of the emptyDir volumes a manifest container declares: its only writable places."""
     return [m["mountPath"] for m in container.get("volumeMounts", [])
             if "emptyDir" in container["_volumes"][m["name"]] and not m.get("readOnly")]
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float, interval: float = 1.0) -> Any:
-    """Poll `check` until it returns a truthy value; AssertionError naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def health(container: Any) -> dict[str, Any]:

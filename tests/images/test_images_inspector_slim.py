@@ -35,8 +35,9 @@ from mcp_types import CallToolResult
 from mcp_tailnet_lab.moto_server import running_moto
 from mcp_tailnet_lab.paths import REPO_DIR
 from mcp_tailnet_lab.pods import LABEL_RUN
+from mcp_tailnet_lab.waiting import wait_for
 
-from images_support import run_python, wait_for
+from images_support import run_python
 
 REGION = "eu-west-1"
 CLUSTER = "slim-eks"

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
+from mcp_tailnet_lab.waiting import wait_for
+
 from images_support import (
     declared_writable_paths,
     deployment_containers,
     health,
-    wait_for,
     write_file,
 )
 

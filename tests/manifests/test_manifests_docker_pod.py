@@ -30,7 +30,6 @@ import ipaddress
 import json
 import secrets
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,21 +48,11 @@ from manifests_support import (
 )
 from mcp_tailnet_lab.cluster import LocalCluster
 from mcp_tailnet_lab.pods import PodFactory
+from mcp_tailnet_lab.waiting import wait_for
 
 READY_TIMEOUT_S = 300
 #: Which of this repo's images (images/<name>) a manifest image names.
 IMAGE_NAMES = {"eks-inspector": "eks-inspector", "mcp-tailnet-sidecar": "sidecar"}
-
-
-def wait_for(check, what: str, timeout: float, interval: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 class Kubelet:
@@ -266,7 +255,7 @@ def running_pod(module_pods, pod_network, pod_cluster, headscale, repo_images, t
         return all(probe_ok(by_name[c["name"]], c["livenessProbe"]) for c in spec["containers"])
 
     try:
-        wait_for(alive, "every liveness probe of the pod", READY_TIMEOUT_S)
+        wait_for(alive, "every liveness probe of the pod", READY_TIMEOUT_S, interval=2.0)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n" + "\n".join(f"--- {n}:\n{logs(c)}" for n, c in by_name.items())) from None
     return {"containers": by_name, "spec": spec, "hostname": hostname, "pod": containers,
@@ -281,7 +270,7 @@ def wait_ready(running_pod: dict) -> None:
         return all(probe_ok(containers[c["name"]], c["readinessProbe"]) for c in spec["containers"])
 
     try:
-        wait_for(ready, "every readiness probe of the pod", READY_TIMEOUT_S)
+        wait_for(ready, "every readiness probe of the pod", READY_TIMEOUT_S, interval=2.0)
     except AssertionError as exc:
         why = {c["name"]: containers[c["name"]].exec_run(c["readinessProbe"]["exec"]["command"]).output.decode(
             errors="replace").strip() for c in spec["containers"]}
@@ -324,7 +313,7 @@ def test_pod_runs_as_specified_and_keeps_state_through_its_narrow_role(running_p
         return keys if wanted <= keys and any(k.startswith("profile-") for k in keys) else set()
 
     try:
-        wait_for(state_keys, f"containerboot to write the node's state into Secret {state_name}", 120)
+        wait_for(state_keys, f"containerboot to write the node's state into Secret {state_name}", 120, interval=2.0)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- tailscale:\n{logs(containers['tailscale'])}") from None
 
