@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -35,6 +34,7 @@ from mcp_types import CallToolResult
 from mcp_tailnet_lab.moto_server import running_moto
 from mcp_tailnet_lab.paths import REPO_DIR
 from mcp_tailnet_lab.pods import LABEL_RUN
+from mcp_tailnet_lab.ports import free_port
 from mcp_tailnet_lab.waiting import wait_for
 
 from images_support import run_python
@@ -48,12 +48,6 @@ REGIONS = ("eu-west-1", "us-east-1", "cn-north-1", "us-gov-west-1")
 AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
                 "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _eks_operations() -> list[str]:
@@ -142,7 +136,7 @@ def kubeconfig_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = d / "config"
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{_free_port()}"}}],
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
         "users": [{"name": "u", "user": {"token": "unused"}}],
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
     }))
@@ -161,7 +155,7 @@ def _container_kwargs(image: str, env: dict[str, str], kubeconfig_dir: Path, doc
 
 @contextlib.contextmanager
 def _inspector(docker_client: Any, image: str, moto: str, kubeconfig_dir: Path, docker_run_id: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {"INSPECTOR_HOST": "127.0.0.1", "INSPECTOR_PORT": str(port), "INSPECTOR_AUTH": "kubeconfig",
            "INSPECTOR_KUBECONFIG": "/kube/config", "INSPECTOR_EKS_CLUSTER": CLUSTER, "AWS_ENDPOINT_URL": moto}
     container = docker_client.containers.run(detach=True, **_container_kwargs(image, env, kubeconfig_dir, docker_run_id))

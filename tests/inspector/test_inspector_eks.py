@@ -14,8 +14,9 @@ import pytest
 
 from eks_inspector import eks_auth
 from mcp_tailnet_lab.moto_server import running_moto
+from mcp_tailnet_lab.ports import free_port
 
-from inspector_support import TRANSPORTS, base_env, err, free_port, ok, running_inspector
+from inspector_support import TRANSPORTS, base_env, err, ok, running_inspector
 
 REGION = "eu-west-1"
 CLUSTER = "lab-eks"

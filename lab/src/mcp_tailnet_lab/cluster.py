@@ -13,7 +13,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -29,6 +28,7 @@ from kubernetes.client.rest import ApiException
 
 from mcp_tailnet_lab import pki
 from mcp_tailnet_lab.paths import MissingComponent, binary, versions
+from mcp_tailnet_lab.ports import free_port
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 _KUBERNETES_SERVICE_IP = "10.0.0.1"
@@ -46,13 +46,6 @@ class KubectlError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()}"
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now (the kernel picks it); the caller binds it soon after."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
@@ -232,7 +225,7 @@ class LocalCluster:
         """Start etcd on free loopback ports (retrying if a port was taken meanwhile)."""
         log = self.workdir / "etcd.log"
         for attempt in range(1, attempts + 1):
-            client, peer = f"http://127.0.0.1:{_free_port()}", f"http://127.0.0.1:{_free_port()}"
+            client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
             data = self.workdir / f"etcd-data-{attempt}"
             with log.open("ab") as out:
                 self._etcd = subprocess.Popen(
@@ -261,7 +254,7 @@ class LocalCluster:
         return False
 
     def _start_apiserver(self, apiserver: Path, etcd_url: str, bind_address: str, timeout_s: float) -> None:
-        port = _free_port(bind_address)
+        port = free_port(bind_address)
         self.server = f"https://{bind_address}:{port}"
         log = self.workdir / "kube-apiserver.log"
         p = self._pki

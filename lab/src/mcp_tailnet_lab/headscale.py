@@ -33,19 +33,13 @@ import yaml
 
 from mcp_tailnet_lab.netns import die_with_parent
 from mcp_tailnet_lab.paths import binary, versions
+from mcp_tailnet_lab.ports import free_port
 
 ALLOW_ALL_POLICY: dict[str, Any] = {"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}
 
 
 class HeadscaleError(RuntimeError):
     """headscale failed to start or a CLI call failed; the message says what and why."""
-
-
-def free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel says is free on `host` right now (tcp or udp)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def render_config(workdir: Path, host: str, *, base_domain: str = "lab.tailnet") -> dict[str, Any]:
