@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from mcp_tailnet_lab import demo, release
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.paths import LAB_DIR
 from mcp_tailnet_lab.pods import PodFactory
+from mcp_tailnet_lab.waiting import wait_for
 
 from ecs_support import ACCOUNT, REGION
 
@@ -94,17 +94,6 @@ def _sidecar(task: LocalTask, *args: str) -> Any:
     return task.containers["tailscale"].exec_run(list(args))
 
 
-def _wait(check: Any, what: str, timeout: float, interval: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture(scope="module")
 def factory(docker_client: Any, docker_run_id: str) -> Iterator[PodFactory]:
     """The task's Docker network and the peer container; removed afterwards."""
@@ -136,7 +125,8 @@ def running(docker_client: Any, factory: PodFactory, headscale: Any, repo_images
                 return _sidecar(task, "mcp-tailnet-sidecar", "probe", "ready").exit_code == 0
 
             try:
-                _wait(ready, "the sidecar's readiness (tailnet Running, serve applied, upstream up)", READY_TIMEOUT_S)
+                wait_for(ready, "the sidecar's readiness (tailnet Running, serve applied, upstream up)", READY_TIMEOUT_S,
+                         interval=2.0)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n--- tailscale:\n{task.logs('tailscale', 40)}") from None
             yield {"task": task, "td": td, "hostname": hostname, "network": network, "authkey": authkey}
