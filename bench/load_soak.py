@@ -85,6 +85,18 @@ def tree_pids(root: int) -> list[int]:
     return out
 
 
+def fds_by_name(root: int) -> dict[str, int]:
+    """Open file descriptors of each process in the tree (a connection leak shows here first)."""
+    out: dict[str, int] = {}
+    for pid in tree_pids(root):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            out[name] = out.get(name, 0) + len(list(Path(f"/proc/{pid}/fd").iterdir()))
+        except OSError:
+            continue
+    return out
+
+
 def rss_by_name(root: int) -> dict[str, int]:
     """RSS in KiB of each process in the tree, keyed by its command name."""
     out: dict[str, int] = {}
@@ -199,10 +211,12 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
         while time.monotonic() < until:
             rss = rss_by_name(sidecar_pid)
             samples.append({"t": round(time.monotonic() - t0, 1), "rss_kib": rss, "total_kib": sum(rss.values()),
+                            "fds": fds_by_name(sidecar_pid),
                             "streams_open": tally.streams_open, "calls_ok": tally.calls_ok,
                             "calls_failed": tally.calls_failed})
             log(f"t={samples[-1]['t']:>6}s rss={samples[-1]['total_kib'] // 1024} MiB {rss} "
-                f"streams={tally.streams_open} calls ok={tally.calls_ok} failed={tally.calls_failed}")
+                f"fds={samples[-1]['fds']} streams={tally.streams_open} calls ok={tally.calls_ok} "
+                f"failed={tally.calls_failed}")
             await asyncio.sleep(args.sample)
 
     sampler_task = asyncio.create_task(sampler())
@@ -242,6 +256,12 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
                     "growth_pct": round((last - first) / first * 100, 1) if first else None,
                     "max": round(max((s["total_kib"] for s in samples), default=0) / 1024, 1),
                     "by_process_at_end": {k: round(v / 1024, 1) for k, v in (samples[-1]["rss_kib"] if samples else {}).items()}},
+        "rss_mib_by_process": {  # first and last quarter of the soak, and the last third alone
+            name: {"first_quarter": round(statistics.median(v[:quarter]) / 1024, 1),
+                   "last_quarter": round(statistics.median(v[-quarter:]) / 1024, 1),
+                   "last_third_growth_pct": round((v[-1] - v[-max(1, len(v) // 3)]) / v[-max(1, len(v) // 3)] * 100, 1)}
+            for name in (samples[-1]["rss_kib"] if samples else {})
+            if (v := [s["rss_kib"].get(name, 0) for s in samples if s["t"] >= args.ramp]) and all(v)},
         "failures": tally.failures,
         "samples": samples,
     }
