@@ -6,6 +6,7 @@ these checks keep the three in step.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -25,8 +26,11 @@ def test_readme_opens_with_exactly_two_commands() -> None:
 
 
 def test_make_targets_run_what_the_readme_says() -> None:
-    dry = subprocess.run(["make", "-n", "demo", "test"], cwd=REPO_DIR, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    # Under `make test` itself, MAKELEVEL/MAKEFLAGS would make the inner make print
+    # "Entering directory" lines: run it as a fresh, top-level make.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "demo", "test"], cwd=REPO_DIR,
+                         capture_output=True, text=True, check=True, env=env).stdout.splitlines()
     assert dry[0] == "lab/provision", dry  # both provision first (make runs it once)
     assert ".venv/bin/python -m mcp_tailnet_lab.demo" in dry
     assert ".venv/bin/pytest" in dry
