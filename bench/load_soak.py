@@ -38,6 +38,7 @@ import httpx
 from mcp_tailnet_lab.headscale import Headscale
 from mcp_tailnet_lab.netns import LabNetwork
 from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.ports import free_port
 from mcp_tailnet_lab.tailnet import Tailnet
 
 SIDECAR = str(Path(sys.executable).parent / "mcp-tailnet-sidecar")
@@ -397,14 +398,6 @@ def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def finish(result: dict, args: argparse.Namespace, workdir: Path, log) -> int:

@@ -28,6 +28,8 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_tailnet_lab.ports import free_port  # noqa: F401 - re-exported for the tests
+
 VENV_BIN = Path(sys.executable).parent
 SIDECAR = str(VENV_BIN / "mcp-tailnet-sidecar")
 TAILNET_HOST = "mcp.tailnet.test"
@@ -35,12 +37,6 @@ TAILNET_HOST = "mcp.tailnet.test"
 TRACE_PATTERNS = (re.compile(r"Traceback \(most recent call last\)"), re.compile(r'File "[^"]+", line \d+'))
 # 5xx answers the gateway gives on purpose (upstream down / names unknown / upstream timeout).
 DELIBERATE_5XX = {502, 503, 504}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0,
