@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,11 +26,17 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_tailnet_lab.gateway_process import (  # noqa: F401 - re-exported for the tests
+    SIDECAR,
+    TAILNET_HOST,
+    GatewayProc,
+    StockServer,
+    start_gateway,
+    start_stock_server,
+    stop,
+)
 from mcp_tailnet_lab.ports import free_port  # noqa: F401 - re-exported for the tests
 
-VENV_BIN = Path(sys.executable).parent
-SIDECAR = str(VENV_BIN / "mcp-tailnet-sidecar")
-TAILNET_HOST = "mcp.tailnet.test"
 # What a leaked stack trace looks like in a body or a log line.
 TRACE_PATTERNS = (re.compile(r"Traceback \(most recent call last\)"), re.compile(r'File "[^"]+", line \d+'))
 # 5xx answers the gateway gives on purpose (upstream down / names unknown / upstream timeout).
@@ -53,17 +57,6 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0,
             last = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
 
 
 # -- leak checks ------------------------------------------------------------------------
@@ -142,79 +135,6 @@ def post_request(path: bytes, body: bytes, host: bytes = TAILNET_HOST.encode(), 
 
 
 # -- processes ------------------------------------------------------------------------------
-
-@dataclass
-class StockServer:
-    port: int
-    proc: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def start_stock_server(port: int | None = None, log: Path | None = None) -> StockServer:
-    port = port or free_port()
-    out = log.open("ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
-                            stdout=out, stderr=subprocess.STDOUT)
-    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
-             "the stock MCP server to listen", proc=proc)
-    return StockServer(port, proc)
-
-
-@dataclass
-class GatewayProc:
-    """`mcp-tailnet-sidecar gateway` on a unix socket, told its tailnet name by env."""
-
-    dir: Path
-    proc: subprocess.Popen
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "gw.sock"
-
-    @property
-    def health_socket(self) -> Path:
-        return self.dir / "health.sock"
-
-    def client(self, **kw) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=f"http://{TAILNET_HOST}",
-                            **kw)
-
-    def health(self, path: str) -> httpx.Response:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.health_socket)), timeout=10) as c:
-            return c.get(f"http://localhost{path}")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def rss_kib(self) -> int:
-        return rss_kib(self.proc.pid)
-
-
-def start_gateway(upstream: str, parent: Path, **env: str) -> GatewayProc:
-    d = Path(tempfile.mkdtemp(prefix="g", dir=parent))
-    full_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "TS_"))},
-        "SIDECAR_UPSTREAM_URL": upstream,
-        "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
-        "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
-        "SIDECAR_ALLOWED_HOSTS": TAILNET_HOST,
-        "TS_SOCKET": str(d / "no-tailscaled.sock"),
-        "SIDECAR_DRAIN_TIMEOUT": "10",
-        **env,
-    }
-    log_path = d / "gateway.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([SIDECAR, "gateway"], env=full_env, stdout=log, stderr=log)
-    gw = GatewayProc(d, proc, log_path, full_env)
-    wait_for(lambda: gw.health("/healthz").status_code == 200, "the gateway health socket", proc=proc)
-    wait_for(gw.socket.exists, "the gateway socket", proc=proc)
-    return gw
-
 
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
