@@ -12,10 +12,19 @@ if [[ -f "$wh/.complete" ]]; then
 fi
 python3 -m pip --version >/dev/null 2>&1 || { progress "  python3 -m pip is missing (needed to download wheels)"; return 1; }
 tmp="$wh.partial"
+
+# newest_wheelhouses: complete wheelhouse directories, newest first; none is not an error
+# (a first run has none, and `ls` of an unmatched glob under pipefail would end the step).
+newest_wheelhouses() {
+  find "$MCP_TAILNET_CACHE/wheelhouse" -mindepth 1 -maxdepth 1 -type d -name 'lock-*' \
+    ! -name '*.partial' -exec test -f '{}/.complete' ';' -printf '%T@ %p\n' \
+    | sort -rn | cut -d' ' -f2-
+}
 rm -rf "$tmp"; mkdir -p "$tmp"
 # Reuse the wheels of the newest previous wheelhouse: pip skips files already there.
-prev="$(ls -dt "$MCP_TAILNET_CACHE"/wheelhouse/lock-*/ 2>/dev/null | grep -v partial | head -n1)"
-if [[ -n "$prev" ]]; then cp -l "$prev"*.whl "$tmp"/ 2>/dev/null || true; fi
+# On a first run there is none: newest_wheelhouses prints nothing and succeeds.
+prev="$(newest_wheelhouses | sed -n 1p)"
+if [[ -n "$prev" ]]; then cp -l "$prev"/*.whl "$tmp"/ 2>/dev/null || true; fi
 # The images' interpreter: Debian bookworm's CPython 3.11 on glibc 2.36, x86_64.
 # pip does not expand a manylinux tag to older glibc versions, so list them.
 target=(--only-binary=:all: --python-version 3.11 --implementation cp
@@ -45,5 +54,5 @@ run_logged wheelhouse-backend python3 -m pip download --disable-pip-version-chec
 rm -rf "$wh"; mv "$tmp" "$wh"; touch "$wh/.complete"
 ln -sfn "$(basename "$wh")" "$MCP_TAILNET_CACHE/wheelhouse/current"
 # Keep the three newest wheelhouses (other checkouts may use an older lock).
-ls -dt "$MCP_TAILNET_CACHE"/wheelhouse/lock-*/ | grep -v partial | tail -n +4 | xargs -r rm -rf
+newest_wheelhouses | tail -n +4 | xargs -r rm -rf
 progress "  wheelhouse ready: $(find "$wh" -name '*.whl' | wc -l) wheels, $(du -sh "$wh" | cut -f1)"
