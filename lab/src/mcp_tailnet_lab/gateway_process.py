@@ -76,7 +76,7 @@ def start_stock_server(port: int | None = None, log: Path | None = None) -> Stoc
 
 @dataclass
 class GatewayProc:
-    """`mcp-tailnet-sidecar gateway` on a unix socket, told its tailnet name by env."""
+    """`mcp-tailnet-sidecar gateway` on a unix socket (or a TCP alias), told its tailnet name by env."""
 
     dir: Path
     proc: subprocess.Popen
@@ -91,9 +91,30 @@ class GatewayProc:
     def health_socket(self) -> Path:
         return self.dir / "health.sock"
 
+    @property
+    def tcp(self) -> tuple[str, int] | None:
+        """The gateway's TCP address when it was started with SIDECAR_GATEWAY_LISTEN=tcp:HOST:PORT."""
+        kind, _, rest = self.env.get("SIDECAR_GATEWAY_LISTEN", "").partition(":")
+        if kind != "tcp":
+            return None
+        host, _, port = rest.rpartition(":")
+        return host, int(port)
+
     def client(self, **kw: Any) -> httpx.Client:
+        """A client for the gateway, by its tailnet name, on whichever listener it has."""
+        if self.tcp is not None:
+            host, port = self.tcp
+            headers = {"Host": TAILNET_HOST, **kw.pop("headers", {})}
+            return httpx.Client(base_url=f"http://{host}:{port}", headers=headers, **kw)
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url=f"http://{TAILNET_HOST}",
                             **kw)
+
+    def listening(self) -> bool:
+        """True once the gateway's listener (unix socket or TCP) accepts connections."""
+        if self.tcp is None:
+            return self.socket.exists()
+        socket.create_connection(self.tcp, timeout=1).close()
+        return True
 
     def health(self, path: str) -> httpx.Response:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.health_socket)), timeout=10) as c:
@@ -131,7 +152,7 @@ def start_gateway(upstream: str, parent: Path, **env: str) -> GatewayProc:
         proc = subprocess.Popen([SIDECAR, "gateway"], env=full_env, stdout=log, stderr=log)
     gw = GatewayProc(d, proc, log_path, full_env)
     for what, check in (("the gateway health socket", lambda: gw.health("/healthz").status_code == 200),
-                        ("the gateway socket", gw.socket.exists)):
+                        ("the gateway listener", gw.listening)):
         try:
             wait_for(_while_alive(check, what, proc), what, timeout=START_TIMEOUT, interval=0.05)
         except AssertionError:

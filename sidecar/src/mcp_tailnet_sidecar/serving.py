@@ -43,8 +43,18 @@ def unix_socket(path: Path) -> socket.socket:
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket whose accepted connections send small writes at once.
+
+    asyncio turns on TCP_NODELAY for an accepted connection only when the socket's
+    protocol is IPPROTO_TCP (`asyncio.base_events._set_nodelay`); a socket made with
+    the default protocol 0 keeps Nagle's algorithm, and every keep-alive answer then
+    waits for the client's delayed ACK: ~40 ms a call (docs/design.md fact 13). Both the
+    explicit protocol and TCP_NODELAY on the listener (Linux copies it to accepted
+    sockets) keep that from coming back.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
