@@ -100,7 +100,7 @@ def test_two_nodes_reach_each_other_by_magicdns_name(tailnet: Tailnet, headscale
     assert {"alpha", "bravo"} <= {n.get("given_name") for n in headscale.nodes()}
 
     # Bound to alpha's loopback only: userspace netstack forwards the tailnet
-    # port there (DESIGN fact 1), nothing on the LAN can reach it directly.
+    # port there (docs/design.md fact 1), nothing on the LAN can reach it directly.
     server, token = serve(alpha, "127.0.0.1", PORT)
     try:
         assert via_proxy(bravo, f"http://{alpha.dns_name}:{PORT}/") == f"OK:{token}"

@@ -73,7 +73,7 @@ def test_stock_server_works_behind_the_gateway(stock_server, gateway_factory, tr
 
 
 def test_the_stock_server_alone_rejects_a_tailnet_host(stock_server):
-    """Fact 2: why the gateway must rewrite Host and drop Origin."""
+    """docs/design.md fact 2: why the gateway must rewrite Host and drop Origin."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     hdrs = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     r = httpx.post(stock_server.url + "/mcp", json=body, headers={**hdrs, "Host": TAILNET_HOST})

@@ -4,7 +4,7 @@ The pair is the stock MCP server on 127.0.0.1:8080 plus tailscaled + serve + gat
 one namespace (as in a pod). Checked here:
 - peers not on the tailnet (a namespace on the same bridge, the host) cannot connect to
   any TCP port the pair listens on (every listening socket is enumerated with `ss`);
-- the userspace bypass (DESIGN fact 1): with an allow-all tailnet policy a tailnet peer
+- the userspace bypass (docs/design.md fact 1): with an allow-all tailnet policy a tailnet peer
   reaches the server's loopback port through `<tailnet-ip>:8080`; with the policy we
   ship (lab/compose/headscale/policy.json: tag:mcp-client -> tag:mcp:80,443) it cannot,
   while the MCP server stays reachable by name; a node the policy does not allow cannot
@@ -156,7 +156,7 @@ def test_userspace_pair_isolation_and_the_shipped_policy(tailnet, headscale, wor
         for port in (80, 443, 9002, STOCK_PORT):
             assert talk(outsider, srv.lan_ip, port) == "refused", port
 
-        # --- allow-all policy: by name works, and the userspace bypass is open (fact 1)
+        # --- allow-all policy: by name works, and the userspace bypass is open (docs/design.md fact 1)
         assert via(client, srv.dns_name) == "sidecar"
         assert via(client, srv.ip, STOCK_PORT) == "mcp-server"
 

@@ -1,4 +1,4 @@
-"""Keepalive comments go only between events, never inside one (DESIGN fact 4).
+"""Keepalive comments go only between events, never inside one (docs/design.md fact 4).
 
 The upstream here is a raw HTTP server because the point is byte timing a real MCP
 server does not produce on demand: half an event, a long pause, the rest, then silence.

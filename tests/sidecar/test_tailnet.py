@@ -171,7 +171,7 @@ def test_origin_is_checked_over_the_tailnet(net, gateway_in_srv):
         # a foreign Origin is refused by the gateway, even on the right name
         r = c.post(f"{net.url}/mcp", json=ping, headers={**hdrs, "Origin": "http://evil.example"})
         assert r.status_code == 403 and "evil.example" in r.text
-        # the node's own name as Origin passes the gateway and the stock server answers (fact 2)
+        # the node's own name as Origin passes the gateway and the stock server answers (docs/design.md fact 2)
         r = c.post(f"{net.url}/mcp", json=ping, headers={**hdrs, "Origin": net.url})
         assert r.status_code not in (403, 421), r.text
 

@@ -77,7 +77,7 @@ def test_serve_config_render_write_applied(tmp_path):
     http_only = serveconfig.render("mcp.tail.example", f"unix:{sock}", https=False)
     assert http_only == {"TCP": {"80": {"HTTP": True}},
                          "Web": {"mcp.tail.example:80": {"Handlers": {"/": {"Proxy": f"unix:{sock}"}}}}}
-    assert "${TS_CERT_DOMAIN}" not in json.dumps(http_only)  # fact 3
+    assert "${TS_CERT_DOMAIN}" not in json.dumps(http_only)  # docs/design.md fact 3
     alias = serveconfig.render("mcp.tail.example", "http://127.0.0.2:9080", https=False)
     assert alias["Web"]["mcp.tail.example:80"]["Handlers"]["/"] == {"Proxy": "http://127.0.0.2:9080"}
     assert not serveconfig.applied(http_only, alias)  # a different target is not "applied"

@@ -1,6 +1,6 @@
 """The gateway: a transparent MCP reverse proxy that only `tailscale serve` can reach.
 
-Why it exists (DESIGN facts 1, 2, 4):
+Why it exists (docs/design.md facts 1, 2, 4):
 - it listens on a unix socket (root) or a loopback alias such as 127.0.0.2 (non-root,
   settings.GatewayListen), never on 127.0.0.1 where userspace tailscaled forwards
   unserved tailnet ports; `tailscale serve` is its only caller from the tailnet;

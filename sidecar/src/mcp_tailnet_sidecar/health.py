@@ -1,6 +1,6 @@
 """Liveness, readiness and metrics, served apart from the MCP traffic.
 
-Where it listens (a choice that matters, DESIGN fact 1): by default only on a unix
+Where it listens (a choice that matters, docs/design.md fact 1): by default only on a unix
 socket. A loopback TCP port would not do: in userspace mode tailscaled forwards any
 tailnet port without a serve handler to 127.0.0.1, which would put the health listener
 on the tailnet. Probes therefore run `mcp-tailnet-sidecar probe ready|alive` (exec

@@ -211,7 +211,7 @@ def _host_port(env: Mapping[str, str], name: str, userspace: bool) -> tuple[str,
     except ValueError:
         raise SettingsError(name, f"must be an IP address and port (the pod IP), got {raw!r}") from None
     if userspace and (ip.is_loopback or ip.is_unspecified):
-        # Fact 1: in userspace mode tailscaled forwards any unserved tailnet port to
+        # docs/design.md fact 1: in userspace mode tailscaled forwards any unserved tailnet port to
         # 127.0.0.1, so a loopback or wildcard listener would be a way in from the tailnet.
         raise SettingsError(
             name,
