@@ -37,12 +37,11 @@ import httpx
 
 from mcp_tailnet_lab.headscale import Headscale
 from mcp_tailnet_lab.netns import LabNetwork
-from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 from mcp_tailnet_lab.ports import free_port
 from mcp_tailnet_lab.tailnet import Tailnet
 
 SIDECAR = str(Path(sys.executable).parent / "mcp-tailnet-sidecar")
-STOCK_PORT = 8080
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 PROTOCOL = "2025-06-18"
 
@@ -271,19 +270,8 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
 # -- setup ----------------------------------------------------------------------------------------------
 
 def start_sidecar(ns, headscale: Headscale, workdir: Path, hostname: str, keepalive: str) -> subprocess.Popen:
-    bindir = binary("containerboot").parent
-    (workdir / "state").mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": f"{bindir}:{os.environ['PATH']}", "HOME": str(workdir),
-        "TS_AUTHKEY": headscale.preauth_key("lab"), "TS_HOSTNAME": hostname,
-        "TS_STATE_DIR": str(workdir / "state"), "TS_SOCKET": str(workdir / "ts.sock"),
-        "TS_DEBUG_USE_DERP_HTTP": "true", "TS_DISABLE_PORTMAPPER": "1",
-        "SIDECAR_LOGIN_SERVER": headscale.url, "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
-        "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-        "SIDECAR_GATEWAY_SOCKET": str(workdir / "gw.sock"), "SIDECAR_HEALTH_SOCKET": str(workdir / "health.sock"),
-        "SIDECAR_SERVE_CONFIG": str(workdir / "serve" / "serve.json"), "SIDECAR_KEEPALIVE_INTERVAL": keepalive,
-        "SIDECAR_LOG_LEVEL": "warning",
-    }
+    env = sidecar_run_env(workdir, login_server=headscale.url, hostname=hostname, authkey=headscale.preauth_key("lab"),
+                          SIDECAR_KEEPALIVE_INTERVAL=keepalive, SIDECAR_LOG_LEVEL="warning")
     log = (workdir / "sidecar.log").open("ab")
     return ns.popen([SIDECAR, "run"], env=env, stdout=log, stderr=log)
 

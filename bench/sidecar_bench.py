@@ -56,6 +56,7 @@ from typing import Any
 from mcp_tailnet_lab.headscale import Headscale
 from mcp_tailnet_lab.netns import LabNetwork, Namespace
 from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 from mcp_tailnet_lab.tailnet import Tailnet, TailnetNode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +65,6 @@ START, END = "<!-- sidecar-bench:start -->", "<!-- sidecar-bench:end -->"
 SIDECAR = str(Path(sys.executable).parent / "mcp-tailnet-sidecar")
 CLIENT = str(REPO / "bench" / "sidecar_client.py")
 HOLDER = str(REPO / "bench" / "sidecar_sse_hold.py")
-STOCK_PORT = 8080
 ALT_PORT = 9080  # the non-root default of SIDECAR_GATEWAY_LISTEN
 MIB = 1024 * 1024
 
@@ -261,26 +261,9 @@ class Sidecar:
         return self.workdir / "health.sock"
 
     def env(self) -> dict[str, str]:
-        bindir = binary("containerboot").parent
-        env = {
-            "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "HOME": str(self.workdir),
-            "TS_AUTHKEY": self.authkey,
-            "TS_HOSTNAME": self.name,
-            "TS_USERSPACE": "true" if self.userspace else "false",
-            "TS_STATE_DIR": str(self.workdir / "state"),
-            "TS_SOCKET": str(self.workdir / "ts.sock"),
-            "TS_DEBUG_USE_DERP_HTTP": "true",
-            "TS_DISABLE_PORTMAPPER": "1",
-            "SIDECAR_LOGIN_SERVER": self.headscale.url,
-            "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
-            "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-            "SIDECAR_GATEWAY_SOCKET": str(self.workdir / "gw.sock"),
-            "SIDECAR_HEALTH_SOCKET": str(self.health_socket),
-            "SIDECAR_SERVE_CONFIG": str(self.workdir / "serve" / "serve.json"),
-        }
-        env.update(self.extra_env)
-        return env
+        return sidecar_run_env(self.workdir, login_server=self.headscale.url, hostname=self.name,
+                               authkey=self.authkey, TS_USERSPACE="true" if self.userspace else "false",
+                               **self.extra_env)
 
     def start(self, timeout: float = 180) -> None:
         (self.workdir / "state").mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ serve` would hand it on.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -36,27 +35,13 @@ from mcp_tailnet_lab.gateway_process import (  # noqa: F401 - re-exported for th
     stop,
 )
 from mcp_tailnet_lab.ports import free_port  # noqa: F401 - re-exported for the tests
+from mcp_tailnet_lab.waiting import wait_for  # noqa: F401 - re-exported for the tests
+from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 
 # What a leaked stack trace looks like in a body or a log line.
 TRACE_PATTERNS = (re.compile(r"Traceback \(most recent call last\)"), re.compile(r'File "[^"]+", line \d+'))
 # 5xx answers the gateway gives on purpose (upstream down / names unknown / upstream timeout).
 DELIBERATE_5XX = {502, 503, 504}
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0,
-             proc: subprocess.Popen | None = None, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        try:
-            if predicate():
-                return
-        except (OSError, httpx.HTTPError, httpx2.HTTPError, subprocess.SubprocessError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
 
 
 # -- leak checks ------------------------------------------------------------------------
@@ -170,7 +155,6 @@ def roundtrip(socket_path: Path | str, transport: str = "http", headers: dict | 
 
 # -- the image entrypoint, for real (containerboot + tailscaled + gateway) ------------------------
 
-STOCK_PORT = 8080
 
 
 @dataclass
@@ -262,30 +246,8 @@ class SidecarRun:
 
 
 def sidecar_env(d: Path, headscale, hostname: str, authkey: str | None, **extra: str) -> dict[str, str]:
-    from mcp_tailnet_lab.paths import binary
-
-    bindir = binary("containerboot").parent
-    (d / "state").mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": f"{bindir}:{os.environ['PATH']}",
-        "HOME": str(d),
-        "TS_HOSTNAME": hostname,
-        "TS_STATE_DIR": str(d / "state"),
-        "TS_SOCKET": str(d / "ts.sock"),
-        "TS_DEBUG_USE_DERP_HTTP": "true",
-        "TS_DISABLE_PORTMAPPER": "1",
-        "SIDECAR_LOGIN_SERVER": headscale.url,
-        "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
-        "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-        "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
-        "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
-        "SIDECAR_SERVE_CONFIG": str(d / "serve" / "serve.json"),
-        "SIDECAR_DRAIN_TIMEOUT": "20",
-        **extra,
-    }
-    if authkey:
-        env["TS_AUTHKEY"] = authkey
-    return env
+    return sidecar_run_env(d, login_server=headscale.url, hostname=hostname, authkey=authkey,
+                           SIDECAR_DRAIN_TIMEOUT="20", **extra)
 
 
 def start_stock_in(ns, log: Path | None = None) -> subprocess.Popen:

@@ -12,11 +12,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mcp_tailnet_lab.gateway_process import (  # noqa: F401 - SIDECAR, TAILNET_HOST re-exported for the tests
@@ -29,6 +27,7 @@ from mcp_tailnet_lab.gateway_process import (  # noqa: F401 - SIDECAR, TAILNET_H
     stop,
 )
 from mcp_tailnet_lab.ports import free_port  # noqa: F401 - re-exported for the tests
+from mcp_tailnet_lab.waiting import wait_for  # noqa: F401 - re-exported for the tests
 
 NONROOT_UID = 65532  # the images' user (images/sidecar/Dockerfile, manifests' runAsUser)
 # The dev venv's interpreter lives under /root (mode 0700), out of reach of uid 65532, so
@@ -37,20 +36,6 @@ NONROOT_UID = 65532  # the images' user (images/sidecar/Dockerfile, manifests' r
 SYSTEM_PYTHON = "/usr/bin/python3"
 _NONROOT_MAIN = ("import site, sys; sys.path.insert(0, {sp!r}); site.addsitedir({sp!r}); "
                  "from mcp_tailnet_sidecar.cli import main; sys.exit(main())")
-
-
-def wait_for(predicate, what: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        try:
-            if predicate():
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def nonroot_sidecar_argv(*args: str) -> list[str]:

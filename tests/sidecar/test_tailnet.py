@@ -32,13 +32,12 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 
 from .conftest import SIDECAR, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
-STOCK_PORT = 8080
 
 
 def proxied_client(proxy: str, transport: str, url_base: str, headers: dict | None = None) -> Client:
@@ -240,25 +239,8 @@ def test_entrypoint_runs_containerboot_and_serves(tailnet, headscale, net):
     the gateway on its unix socket (the non-root variant is test_nonroot.py)."""
     ns = tailnet.outsider("scrun")
     d = Path(tempfile.mkdtemp(prefix="r", dir=net.workdir))
-    bindir = binary("containerboot").parent
     hostname = f"mcp-run-{os.getpid()}"
-    (d / "state").mkdir()
-    env = {
-        "PATH": f"{bindir}:{os.environ['PATH']}",
-        "HOME": str(d),
-        "TS_AUTHKEY": headscale.preauth_key("lab"),
-        "TS_HOSTNAME": hostname,
-        "TS_STATE_DIR": str(d / "state"),
-        "TS_SOCKET": str(d / "ts.sock"),
-        "TS_DEBUG_USE_DERP_HTTP": "true",
-        "TS_DISABLE_PORTMAPPER": "1",
-        "SIDECAR_LOGIN_SERVER": headscale.url,
-        "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
-        "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-        "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
-        "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
-        "SIDECAR_SERVE_CONFIG": str(d / "serve" / "serve.json"),
-    }
+    env = sidecar_run_env(d, login_server=headscale.url, hostname=hostname, authkey=headscale.preauth_key("lab"))
     stock = ns.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT)],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = d / "run.log"

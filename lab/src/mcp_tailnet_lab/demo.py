@@ -360,7 +360,6 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
     say = Progress(out)
     project = ComposeProject(name="mcp-tailnet-demo", profiles=())
     cluster = None
-    ok = False
     try:
         say("Docker engine")
         client = images.connect()
@@ -420,7 +419,6 @@ def run(keep: bool = False, out=sys.stdout) -> int:  # noqa: ANN001
                 reached.append(port)
         if reached:
             raise DemoError(f"ports {reached} of the pair are reachable from outside the tailnet")
-        ok = True
         say(f"done in {say.elapsed:.0f}s: the inspector answered by hostname over the tailnet; "
             "from outside it, nothing of the pair can be reached")
         return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -25,30 +24,17 @@ from pathlib import Path
 
 from mcp_tailnet_lab.paths import PROVISION_HINT, REPO_DIR, MissingComponent, cache_dir
 from mcp_tailnet_lab import release, wheelhouse
+from mcp_tailnet_lab.docker_engine import connect  # noqa: F401 - images.connect() for callers
 
 IMAGES_DIR = REPO_DIR / "images"
 TAG_PREFIX = "mcp-tailnet-lab/"
 TAG_SUFFIX = "dev"
 LABEL_IMAGE = "org.mcp-tailnet.lab.repo-image"
 LABEL_STAGE = "org.mcp-tailnet.lab.repo-image-stage"
-ENGINE_HINT = "start it with `lab/provision` (step 20-docker-engine)"
 
 
 class ImageBuildError(RuntimeError):
     """`docker build` of a repo image failed; the message carries the build's last lines."""
-
-
-def connect(timeout: int = 120):  # noqa: ANN201 - docker.DockerClient
-    """A docker-py client that has answered a ping; MissingComponent naming the engine otherwise."""
-    import docker
-
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # docker.errors.DockerException, requests errors, FileNotFoundError
-        raise MissingComponent(f"the Docker engine is not answering at {where} ({exc}): {ENGINE_HINT}") from None
-    return client
 
 
 def repo_image_names() -> list[str]:

@@ -134,7 +134,7 @@ def markdown(m: Measurement) -> str:
 
 
 def main() -> int:
-    from mcp_tailnet_lab.images import connect
+    from mcp_tailnet_lab.docker_engine import connect
 
     rel = release.load()
     client = connect()

@@ -29,6 +29,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from mcp_tailnet_lab.docker_engine import connect
 from mcp_tailnet_lab.paths import PROVISION_HINT, REPO_DIR, MissingComponent, cache_dir, versions
 
 DEFAULT_PORT = 3141
@@ -155,8 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args.bind, args.port, args.root)
-    from mcp_tailnet_lab.images import connect
-
     print(ensure_server(connect()))
     return 0
 
