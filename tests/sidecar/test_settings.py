@@ -183,3 +183,69 @@ def test_the_command_names_gateway_listen_on_127_0_0_1(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     record = json.loads(line)
     assert record["variable"] == "SIDECAR_GATEWAY_LISTEN" and "forwards every unserved tailnet port" in record["msg"]
+
+
+# -- issue 12 §6: Tailscale settings that would open another listener to the tailnet -------------
+
+@pytest.mark.parametrize("extra,variable,says", [
+    ({"TS_SOCKS5_SERVER": "127.0.0.1:1055"}, "TS_SOCKS5_SERVER", "proxy listener"),
+    ({"TS_SOCKS5_SERVER": ":1055"}, "TS_SOCKS5_SERVER", "proxy listener"),
+    ({"TS_OUTBOUND_HTTP_PROXY_LISTEN": "127.0.0.1:1055"}, "TS_OUTBOUND_HTTP_PROXY_LISTEN", "proxy listener"),
+    ({"TS_OUTBOUND_HTTP_PROXY_LISTEN": "127.0.0.1:1055", "TS_USERSPACE": "false"},
+     "TS_OUTBOUND_HTTP_PROXY_LISTEN", "ingress only"),
+    ({"TS_ENABLE_METRICS": "true"}, "TS_LOCAL_ADDR_PORT", "not a loopback address"),  # default [::]:9002
+    ({"TS_ENABLE_HEALTH_CHECK": "true"}, "TS_LOCAL_ADDR_PORT", "not a loopback address"),
+    ({"TS_ENABLE_HEALTH_CHECK": "true", "TS_LOCAL_ADDR_PORT": "0.0.0.0:9002"}, "TS_LOCAL_ADDR_PORT", "wildcard"),
+    ({"TS_ENABLE_METRICS": "1", "TS_LOCAL_ADDR_PORT": "10.1.2.3:9002"}, "TS_LOCAL_ADDR_PORT", "not a loopback"),
+    ({"TS_ENABLE_METRICS": "true", "TS_LOCAL_ADDR_PORT": "127.0.0.1:9002"}, "TS_LOCAL_ADDR_PORT", "forwards"),
+    ({"TS_ENABLE_METRICS": "true", "TS_LOCAL_ADDR_PORT": "[::1]:9002"}, "TS_LOCAL_ADDR_PORT", "forwards"),
+    ({"TS_ENABLE_METRICS": "true", "TS_LOCAL_ADDR_PORT": "metrics:9002"}, "TS_LOCAL_ADDR_PORT", "loopback IP:PORT"),
+    ({"TS_HEALTHCHECK_ADDR_PORT": "[::]:9002"}, "TS_HEALTHCHECK_ADDR_PORT", "not a loopback"),
+    ({"TS_DEBUG_ADDR_PORT": "127.0.0.1:6060"}, "TS_DEBUG_ADDR_PORT", "forwards"),
+    ({"TS_EXTRA_ARGS": "--ssh"}, "TS_EXTRA_ARGS", "Tailscale SSH"),
+    ({"TS_EXTRA_ARGS": "--accept-dns=false --ssh=true"}, "TS_EXTRA_ARGS", "Tailscale SSH"),
+    ({"TS_EXTRA_ARGS": "--ssh true"}, "TS_EXTRA_ARGS", "Tailscale SSH"),
+    ({"TS_EXTRA_ARGS": "--webclient"}, "TS_EXTRA_ARGS", "web client"),
+    ({"TS_EXTRA_ARGS": "--ssh=false --webclient=1"}, "TS_EXTRA_ARGS", "web client"),
+    ({"TS_TAILSCALED_EXTRA_ARGS": "--socks5-server=localhost:1080"}, "TS_TAILSCALED_EXTRA_ARGS", "--socks5-server"),
+    ({"TS_TAILSCALED_EXTRA_ARGS": "--outbound-http-proxy-listen 127.0.0.1:8888"}, "TS_TAILSCALED_EXTRA_ARGS",
+     "--outbound-http-proxy-listen"),
+    ({"TS_TAILSCALED_EXTRA_ARGS": "--debug=127.0.0.1:6060"}, "TS_TAILSCALED_EXTRA_ARGS", "--debug"),
+])
+def test_settings_that_open_another_listener_to_the_tailnet_are_refused(tmp_path, extra, variable, says):
+    with pytest.raises(SettingsError) as info:
+        load(base_env(tmp_path, **extra))
+    assert info.value.variable == variable, str(info.value)
+    assert says in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("extra", [
+    {"TS_EXTRA_ARGS": "--ssh=false --webclient=false --accept-dns=false"},
+    {"TS_ENABLE_METRICS": "true", "TS_LOCAL_ADDR_PORT": "127.0.0.3:9002"},  # a loopback alias
+    {"TS_ENABLE_METRICS": "true", "TS_LOCAL_ADDR_PORT": "127.0.0.1:9002", "TS_USERSPACE": "false"},  # TUN
+    {"TS_ENABLE_METRICS": "false", "TS_ENABLE_HEALTH_CHECK": "false"},  # no listener at all
+    {"TS_TAILSCALED_EXTRA_ARGS": "--no-logs-no-support --debug-packet-filter-logs"},
+])
+def test_the_safe_forms_of_those_settings_pass(tmp_path, extra):
+    assert load(base_env(tmp_path, **extra)).hostname == "mcp-test"
+
+
+def test_the_gateway_command_leaves_tailscaled_settings_to_whoever_runs_tailscaled(tmp_path):
+    """`gateway` starts no containerboot, so TS_* listeners are not its to judge (the lab's plain
+    tailscale nodes use TS_OUTBOUND_HTTP_PROXY_LISTEN, e.g. docker-compose.local.yml's client)."""
+    assert load(base_env(tmp_path, TS_OUTBOUND_HTTP_PROXY_LISTEN="127.0.0.1:1055"), mode="gateway")
+
+
+def test_a_refused_tailnet_listener_stops_the_command_with_exit_2(tmp_path):
+    result = run_cli(base_env(tmp_path, TS_SOCKS5_SERVER="127.0.0.1:1055"))
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["variable"] == "TS_SOCKS5_SERVER" and "TS_SOCKS5_SERVER" in record["msg"]
+
+
+def test_accepting_the_upstream_exposure_is_an_explicit_boolean(tmp_path):
+    assert load(base_env(tmp_path)).accept_upstream_exposure is False
+    assert load(base_env(tmp_path, SIDECAR_ACCEPT_UPSTREAM_EXPOSURE="true")).accept_upstream_exposure is True
+    with pytest.raises(SettingsError, match="^SIDECAR_ACCEPT_UPSTREAM_EXPOSURE: must be true or false"):
+        load(base_env(tmp_path, SIDECAR_ACCEPT_UPSTREAM_EXPOSURE="yes please"))

@@ -114,6 +114,7 @@ class Settings:
     keepalive_interval: float = 15.0
     drain_timeout: float = 20.0
     log_level: str = "info"
+    accept_upstream_exposure: bool = False  # SIDECAR_ACCEPT_UPSTREAM_EXPOSURE (packetfilter.py)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -294,6 +295,71 @@ def _routes_cover(env: Mapping[str, str], address: str) -> str | None:
     return None
 
 
+# Tailscale settings that would open another listener to the tailnet (issue 12 §6; Funnel
+# is refused by funnel.py and the readiness check): in userspace mode every loopback port is one the forwarder
+# reaches (docs/design.md fact 1), and the sidecar is ingress only.
+_PROXY_VARIABLES = ("TS_SOCKS5_SERVER", "TS_OUTBOUND_HTTP_PROXY_LISTEN")
+_UP_FLAGS_REFUSED = {"--ssh": "Tailscale SSH on port 22", "--webclient": "the web client on port 5252"}
+_DAEMON_FLAGS_REFUSED = ("--socks5-server", "--outbound-http-proxy-listen", "--debug")
+
+
+def _flag_on(args: list[str], flag: str) -> bool:
+    """Whether `flag` is given and not explicitly false (`--ssh`, `--ssh=true`, `--ssh true`)."""
+    for i, arg in enumerate(args):
+        if arg == flag:
+            nxt = args[i + 1].lower() if i + 1 < len(args) else ""
+            if nxt not in _FALSE:
+                return True
+        elif arg.startswith(flag + "=") and arg.split("=", 1)[1].strip().lower() not in _FALSE | {""}:
+            return True
+    return False
+
+
+def _local_listener(name: str, raw: str, userspace: bool) -> None:
+    """containerboot's health/metrics/debug listener: a loopback address the forwarder never dials."""
+    host, sep, port_s = raw.strip().rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise SettingsError(name, f"must be a loopback IP:PORT such as 127.0.0.3:9002, got {raw!r}") from None
+    if not sep or not port_s.isdigit():
+        raise SettingsError(name, f"must be a loopback IP:PORT such as 127.0.0.3:9002, got {raw!r}")
+    if not ip.is_loopback:
+        raise SettingsError(name, f"{raw!r} is not a loopback address: containerboot's health/metrics/debug "
+                                  f"listener would be open beyond the pod/task (and on every interface for a "
+                                  f"wildcard); use a loopback alias such as 127.0.0.3, or the sidecar's own "
+                                  f"/metrics on SIDECAR_HEALTH_SOCKET / SIDECAR_HEALTH_LISTEN")
+    if userspace and ip in (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")):
+        raise SettingsError(name, f"{raw!r} is where userspace tailscaled forwards every unserved tailnet port: "
+                                  f"the listener would be on the tailnet; use a loopback alias such as 127.0.0.3")
+
+
+def _refuse_tailnet_listeners(env: Mapping[str, str], userspace: bool) -> None:
+    """Stop at settings that would open another listener (or Funnel) to the tailnet."""
+    for name in _PROXY_VARIABLES:
+        if env.get(name, "").strip():
+            raise SettingsError(name, "would open a proxy listener; in userspace mode tailscaled forwards unserved "
+                                      "tailnet ports to loopback, so tailnet peers could use it to reach the pod/task "
+                                      "network as this node. The sidecar is ingress only: unset it")
+    health = _bool(env, "TS_ENABLE_HEALTH_CHECK", False) or _bool(env, "TS_ENABLE_METRICS", False)
+    if health:
+        _local_listener("TS_LOCAL_ADDR_PORT", env.get("TS_LOCAL_ADDR_PORT", "").strip() or "[::]:9002", userspace)
+    for name in ("TS_HEALTHCHECK_ADDR_PORT", "TS_DEBUG_ADDR_PORT"):
+        if env.get(name, "").strip():
+            _local_listener(name, env[name], userspace)
+    up_args = env.get("TS_EXTRA_ARGS", "").split()
+    for flag, service in _UP_FLAGS_REFUSED.items():
+        if _flag_on(up_args, flag):
+            raise SettingsError("TS_EXTRA_ARGS", f"{flag} opens {service} of the node's tailnet address, past "
+                                                 f"serve and the gateway: remove it")
+    daemon_args = env.get("TS_TAILSCALED_EXTRA_ARGS", "").split()
+    for flag in _DAEMON_FLAGS_REFUSED:
+        if any(a == flag or a.startswith(flag + "=") for a in daemon_args):
+            raise SettingsError("TS_TAILSCALED_EXTRA_ARGS", f"{flag} opens another listener that userspace "
+                                                            f"tailscaled's forwarder (or the pod network) reaches: "
+                                                            f"remove it")
+
+
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
 
@@ -330,6 +396,9 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
     for tag in tags:
         if not _TAG.match(tag):
             raise SettingsError("SIDECAR_TAGS", f"each tag must look like tag:name, got {tag!r}")
+
+    if mode == "run":
+        _refuse_tailnet_listeners(env, userspace)
 
     if env.get("TS_SERVE_CONFIG", "").strip() and mode == "run":
         raise SettingsError(
@@ -398,4 +467,5 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
         keepalive_interval=_number(env, "SIDECAR_KEEPALIVE_INTERVAL", 15.0, minimum=0.0),
         drain_timeout=_number(env, "SIDECAR_DRAIN_TIMEOUT", 20.0, minimum=0.0),
         log_level=log_level,
+        accept_upstream_exposure=_bool(env, "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE", False),
     )
