@@ -114,6 +114,11 @@ class Settings:
     keepalive_interval: float = 15.0
     drain_timeout: float = 20.0
     log_level: str = "info"
+    # Gateway bounds (sidecar/README.md "Limits"): 0 per source means no per-source limit.
+    body_read_timeout: float = 30.0
+    max_concurrent_per_source: int = 64
+    max_json_response_bytes: int = 64 * 1024 * 1024
+    max_pending: int = 1000
     accept_upstream_exposure: bool = False  # SIDECAR_ACCEPT_UPSTREAM_EXPOSURE (packetfilter.py)
 
 
@@ -467,5 +472,11 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
         keepalive_interval=_number(env, "SIDECAR_KEEPALIVE_INTERVAL", 15.0, minimum=0.0),
         drain_timeout=_number(env, "SIDECAR_DRAIN_TIMEOUT", 20.0, minimum=0.0),
         log_level=log_level,
+        body_read_timeout=_number(env, "SIDECAR_BODY_READ_TIMEOUT", 30.0, minimum=0.1),
+        max_concurrent_per_source=int(_number(env, "SIDECAR_MAX_CONCURRENT_PER_SOURCE", 64, minimum=0,
+                                              integer=True)),
+        max_json_response_bytes=int(_number(env, "SIDECAR_MAX_JSON_RESPONSE_BYTES", 64 * 1024 * 1024,
+                                            minimum=1024, integer=True)),
+        max_pending=int(_number(env, "SIDECAR_MAX_PENDING", 1000, minimum=1, integer=True)),
         accept_upstream_exposure=_bool(env, "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE", False),
     )
