@@ -78,7 +78,7 @@ def test_huge_single_object_is_cut_not_dropped() -> None:
 ])
 def test_log_scrubbing(line: str) -> None:
     out = scrub_text(line)
-    assert "[REDACTED]" in out
+    assert "[REDACTED" in out
     for secret in ("hunter2", "abc.def.ghi", "c2lnbmF0dXJl", "AKIAABCDEFGHIJKLMNOP", "kXYZ123"):
         assert secret not in out
 

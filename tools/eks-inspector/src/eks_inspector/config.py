@@ -6,6 +6,7 @@ so a typo in a manifest fails the pod at start instead of at the first tool call
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import os
 import re
@@ -21,6 +22,13 @@ MAX_OUTPUT_CAP = 256 * 1024
 MIN_OUTPUT_CAP = 4 * 1024
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-\[\]:*]+$")
+
+
+class ConfigMapValues(enum.StrEnum):
+    """What answers show of a ConfigMap's values (INSPECTOR_CONFIGMAP_VALUES)."""
+
+    SUMMARY = "summary"  # each key with its size: config often carries credentials by mistake
+    SHOW = "show"  # the values, still scrubbed for credential-shaped text
 
 
 class ConfigError(ValueError):
@@ -46,6 +54,7 @@ class Settings:
     aws_region: str | None = None
     eks_tools: str = "auto"
     log_level: str = "INFO"
+    configmap_values: ConfigMapValues = ConfigMapValues.SUMMARY
 
     def namespace_allowed(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces
@@ -177,6 +186,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"INSPECTOR_LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    configmap_values = ConfigMapValues(_choice(env, "INSPECTOR_CONFIGMAP_VALUES", ConfigMapValues.SUMMARY,
+                                               tuple(ConfigMapValues)))
+
     return Settings(
         host=host,
         port=port,
@@ -195,4 +207,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         aws_region=aws_region,
         eks_tools=eks_tools,
         log_level=log_level,
+        configmap_values=configmap_values,
     )

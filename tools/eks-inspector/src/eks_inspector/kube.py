@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from eks_inspector.config import ConfigError, Settings
+from eks_inspector.deadline import remaining
 from eks_inspector.errors import InspectorError, Op, from_status
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Kube:
     def _request(self, path: str, query: Query, accept: str, op: Op, timeout: float | None) -> bytes:
         import urllib3
 
-        t = timeout or self.timeout
+        t = remaining(timeout or self.timeout, f"{op.verb} {op.qualified}")
         try:
             method, url, headers, _body, _post = self.api.param_serialize(
                 "GET", path, query_params=list(query), header_params={"Accept": accept},

@@ -8,6 +8,8 @@ embedded template is cleaned the same way as a top-level one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Sequence
@@ -17,31 +19,58 @@ from typing import Any, Literal
 import yaml
 from mcp_types import CallToolResult, TextContent
 
+from eks_inspector.config import ConfigMapValues
+from eks_inspector.scrub import MARKER, scrub_text, scrub_tree
+
+__all__ = ["LAST_APPLIED", "REDACTED", "Answer", "Document", "Objects", "Renderer", "Table", "Text", "sanitize",
+           "scrub_text"]
+
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-REDACTED = "[REDACTED]"
-
-# Credentials that commonly leak into logs and event messages (best effort: a log line
-# can say anything; structured objects are cleaned exactly, text is scrubbed by pattern).
-_SCRUB_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+"), REDACTED),  # JWTs (SA tokens)
-    (re.compile(r"k8s-aws-v1\.[A-Za-z0-9_-]+"), REDACTED),  # EKS tokens
-    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),  # AWS access key ids
-    (re.compile(r"tskey-[A-Za-z0-9-]+"), REDACTED),  # Tailscale auth keys
-    (re.compile(r"(?i)(authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:bearer|basic)[ \t]+)[^\s\"',;]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)\b((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)"
-                r"[\"']?[ \t]*[=:][ \t]*[\"']?)[^\s\"',;&]+"), r"\1" + REDACTED),
-]
-
-
-def scrub_text(text: str) -> str:
-    for pattern, repl in _SCRUB_PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
+REDACTED = MARKER
+CONFIGMAP_HIDDEN = ("ConfigMap values are summarised as key and size; the server's operator can show them "
+                    "(still scrubbed) with INSPECTOR_CONFIGMAP_VALUES=show")
 
 
 def _is_secret(d: dict[str, Any]) -> bool:
     # any group: a look-alike CRD named Secret is treated as one too (fail closed)
     return d.get("kind") == "Secret" and ("data" in d or "stringData" in d or "metadata" in d)
+
+
+def _is_configmap(d: dict[str, Any]) -> bool:
+    # any group, like Secrets: a look-alike kind is summarised too
+    return d.get("kind") == "ConfigMap" and ("data" in d or "binaryData" in d)
+
+
+_HIDDEN = re.compile(r"\[hidden(?:: \d+ bytes)?\]")
+
+
+def _size(value: Any, binary: bool) -> str:
+    if not isinstance(value, str):
+        return "[hidden]"
+    if _HIDDEN.fullmatch(value):
+        return value  # summarised already (the renderer sizes items, then renders them)
+    if binary:
+        try:
+            return f"[hidden: {len(base64.b64decode(value, validate=True))} bytes]"
+        except (binascii.Error, ValueError):
+            return "[hidden]"
+    return f"[hidden: {len(value.encode())} bytes]"
+
+
+def _configmap_summary(out: dict[str, Any]) -> dict[str, Any]:
+    """Keys and sizes instead of values: config carries credentials more often than it should."""
+    hidden = False
+    for field_name, binary in (("data", False), ("binaryData", True)):
+        values = out.get(field_name)
+        if isinstance(values, dict):
+            out[field_name] = {k: _size(v, binary) for k, v in values.items()}
+            hidden = hidden or bool(values)
+        elif values is not None:
+            out[field_name] = "[hidden]"
+            hidden = True
+    if hidden:
+        out["valuesHidden"] = CONFIGMAP_HIDDEN
+    return out
 
 
 def _clean_metadata(meta: dict[str, Any]) -> None:
@@ -60,7 +89,7 @@ def _secret_view(d: dict[str, Any], secret_metadata: bool) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Secret",
                 "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
                 "redacted": "Secret contents are never shown; metadata only with include_secret_metadata"}
-    view: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": _sanitize(meta, secret_metadata)}
+    view: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": _sanitize(meta, secret_metadata, False)}
     if "type" in d:
         view["type"] = d["type"]
     data = d.get("data")
@@ -69,15 +98,15 @@ def _secret_view(d: dict[str, Any], secret_metadata: bool) -> dict[str, Any]:
     return view
 
 
-def _sanitize(node: Any, secret_metadata: bool) -> Any:
+def _sanitize(node: Any, secret_metadata: bool, configmap_values: bool) -> Any:
     if isinstance(node, list):
-        return [_sanitize(x, secret_metadata) for x in node]
+        return [_sanitize(x, secret_metadata, configmap_values) for x in node]
     if not isinstance(node, dict):
         # JSON-safe leaves: boto3 hands back datetimes, and structuredContent is JSON
         return node if node is None or isinstance(node, (str, int, float, bool)) else str(node)
     if _is_secret(node):
         return _secret_view(node, secret_metadata)
-    out = {k: _sanitize(v, secret_metadata) for k, v in node.items()}
+    out = {k: _sanitize(v, secret_metadata, configmap_values) for k, v in node.items()}
     meta = out.get("metadata")
     if isinstance(meta, dict):
         _clean_metadata(meta)
@@ -89,12 +118,15 @@ def _sanitize(node: Any, secret_metadata: bool) -> Any:
     if isinstance(ann, dict) and any("last-applied-configuration" in k for k in ann):
         out["annotations"] = {k: v for k, v in ann.items() if "last-applied-configuration" not in k}
     out.pop("managedFields", None)
+    if not configmap_values and _is_configmap(out):
+        out = _configmap_summary(out)
     return out
 
 
-def sanitize(obj: Any, *, secret_metadata: bool = False) -> Any:
-    """A deep, cleaned copy: no managedFields, no last-applied, no Secret data, no Secret-fed values."""
-    return _sanitize(obj, secret_metadata)
+def sanitize(obj: Any, *, secret_metadata: bool = False, configmap_values: bool = False) -> Any:
+    """A deep, cleaned copy: no managedFields, no last-applied, no Secret data, no Secret-fed values,
+    ConfigMap values only as sizes (unless `configmap_values`), and every string scrubbed."""
+    return scrub_tree(_sanitize(obj, secret_metadata, configmap_values))
 
 
 # ---- answers: what tools return ------------------------------------------------------
@@ -182,9 +214,13 @@ def _truncation_notice(cap: int, shown: int, total: int, token: str | None) -> s
 class Renderer:
     """Owns the cap; `fit` tells a tool how many list items fit, `finish` builds the result."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, configmap_values: ConfigMapValues = ConfigMapValues.SUMMARY) -> None:
         self.cap = cap
         self.budget = cap - 512  # room for notices
+        self.show_configmap_values = configmap_values is ConfigMapValues.SHOW
+
+    def sanitize(self, obj: Any, secret_metadata: bool = False) -> Any:
+        return sanitize(obj, secret_metadata=secret_metadata, configmap_values=self.show_configmap_values)
 
     # -- list sizing --
 
@@ -200,7 +236,7 @@ class Renderer:
             return [2 * len(json.dumps(_object_name(o))) + 2 for o in answer.objects]
         sizes = []
         for obj in answer.objects:
-            clean = sanitize(obj, secret_metadata=answer.secret_metadata)
+            clean = self.sanitize(obj, answer.secret_metadata)
             j = _jsize(clean)
             text = len(json.dumps(self._object_text(clean, answer.fmt)))
             sizes.append(j + text + 2)
@@ -238,7 +274,11 @@ class Renderer:
         return self._finish_text(answer)
 
     def _result(self, text: str, structured: dict[str, Any]) -> CallToolResult:
-        # Last line of defence: nothing leaves larger than the cap, whatever a branch did.
+        # The one exit of every answer: every string is scrubbed here, whatever a branch did
+        # (idempotent: already-clean strings come out unchanged) ...
+        text = scrub_text(text)
+        structured = scrub_tree(structured)
+        # ... and nothing leaves larger than the cap.
         if len(json.dumps(text)) > self.cap:
             text = _cut(text, self.budget, "head") + f"\n[truncated: output capped at {_fmt_bytes(self.cap)}.]"
         if _jsize(structured) > self.cap:
@@ -246,9 +286,8 @@ class Renderer:
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
     def _finish_table(self, t: Table) -> CallToolResult:
-        rows = [list(r) for r in t.rows]
         # cells are sanitized too: a CRD's printer column could point anywhere
-        rows = [[scrub_text(c) if isinstance(c, str) else c for c in r] for r in sanitize(rows)]
+        rows = [list(r) for r in self.sanitize([list(r) for r in t.rows])]
         notes = list(t.notes)
         keep = self.fit(Table(t.columns, rows))
         token = t.continue_token
@@ -258,7 +297,7 @@ class Renderer:
         lines = ([t.title] if t.title else []) + (_table_text(t.columns, rows) if rows else ["No resources found."])
         more = _more_line(token, t.remaining)
         text = "\n".join(lines + notes + ([more] if more else []))
-        structured: dict[str, Any] = {"columns": list(t.columns), "rows": rows, **sanitize(t.extra)}
+        structured: dict[str, Any] = {"columns": list(t.columns), "rows": rows, **self.sanitize(t.extra)}
         if token:
             structured["continue"] = token
         if t.remaining is not None:
@@ -268,7 +307,7 @@ class Renderer:
         return self._result(text, structured)
 
     def _finish_objects(self, a: Objects) -> CallToolResult:
-        objs = [sanitize(o, secret_metadata=a.secret_metadata) for o in a.objects]
+        objs = [self.sanitize(o, a.secret_metadata) for o in a.objects]
         notes = list(a.notes)
         keep = self.fit(Objects(objs, a.fmt, secret_metadata=a.secret_metadata))
         if keep is not None:
@@ -301,7 +340,7 @@ class Renderer:
         return self._result(text, structured)
 
     def _finish_document(self, d: Document) -> CallToolResult:
-        data = sanitize(d.data, secret_metadata=d.secret_metadata)
+        data = self.sanitize(d.data, d.secret_metadata)
         body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
         notes = list(d.notes)
         structured = data
@@ -316,8 +355,7 @@ class Renderer:
     def _finish_text(self, t: Text) -> CallToolResult:
         text = scrub_text(t.text)
         notes = list(t.notes)
-        data = sanitize(t.data)
-        data = json.loads(scrub_text(json.dumps(data))) if data else {}
+        data = self.sanitize(t.data) if t.data else {}
         room = (self.budget - _jsize(data)) // 2  # text is echoed in structured too
         if len(json.dumps(text)) > room:
             text = _cut(text, room, t.keep)

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from eks_inspector import __version__
 from eks_inspector.context import Inspector
+from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
 from eks_inspector.render import Answer
 from eks_inspector.tools import cluster, describe, eks, events, get, logs
@@ -74,14 +75,20 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
             ann = Annotated[ann, Field(description=PARAMS[p.name])]
         params.append(p.replace(annotation=ann))
 
+    def answer(timeout: float, kwargs: dict[str, Any]) -> CallToolResult:
+        # The tool and the renderer both run in the worker thread (scrubbing a large answer is
+        # CPU work the event loop must not wait for), under a deadline that stops abandoned work.
+        with call_deadline(timeout):
+            return ins.renderer.finish(fn(ins, **kwargs))
+
     async def tool(**kwargs: Any) -> CallToolResult:
         started = time.monotonic()
         timeout = ins.settings.call_timeout
         outcome = "ok"
         try:
             with anyio.fail_after(timeout):
-                answer = await anyio.to_thread.run_sync(functools.partial(fn, ins, **kwargs), abandon_on_cancel=True)
-            return ins.renderer.finish(answer)
+                return await anyio.to_thread.run_sync(functools.partial(answer, timeout, kwargs),
+                                                      abandon_on_cancel=True)
         except InspectorError as exc:
             outcome = "error"
             return ins.renderer.error(str(exc))

@@ -2,17 +2,20 @@
 
 tailLines, sinceSeconds and limitBytes go to the API server, so a chatty pod never
 streams megabytes into this process; the filter runs after the tail, like `| grep`.
+Each pod's log is scrubbed as soon as it is read, before the filter: a filter that saw
+the raw text would answer "does the password start with h?" one call at a time.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from eks_inspector.context import Inspector
 from eks_inspector.errors import InspectorError, Op
+from eks_inspector.grep import compile_filter
 from eks_inspector.kube import api_path
 from eks_inspector.render import Text
+from eks_inspector.scrub import scrub_text
 
 WORKLOADS = {
     "deployment": ("apps", "deployments"), "deploy": ("apps", "deployments"), "deployments": ("apps", "deployments"),
@@ -77,16 +80,7 @@ def logs(
         raise InspectorError(f"limit_bytes must be between 1 and {MAX_LIMIT_BYTES}")
     if not 1 <= max_pods <= 20:
         raise InspectorError("max_pods must be between 1 and 20")
-    matcher = None
-    if grep:
-        if regex:
-            try:
-                pattern = re.compile(grep)
-            except re.error as exc:
-                raise InspectorError(f"grep is not a valid regular expression: {exc}") from None
-            matcher = pattern.search
-        else:
-            matcher = lambda line: grep in line  # noqa: E731
+    line_filter = compile_filter(grep, regex)
     kind, _, target = name.rpartition("/")
     kind = kind.lower() or "pod"
     if kind in ("pod", "pods", "po"):
@@ -97,8 +91,7 @@ def logs(
         raise InspectorError(f"logs takes a pod name or deployment/NAME, statefulset/NAME, daemonset/NAME, "
                              f"replicaset/NAME, job/NAME; not {name!r}")
     per_pod = max(limit_bytes // len(pods), 1)
-    chunks: list[str] = []
-    sources = []
+    read: list[tuple[str, str, list[str]]] = []
     for pod in pods:
         pod_name = (pod.get("metadata") or {}).get("name", "")
         cname = _pick_container(pod, container)
@@ -111,13 +104,20 @@ def logs(
             q.append(("previous", "true"))
         text = ins.kube.get_text(api_path("", "v1", "pods", ns, pod_name, "log"),
                                  Op("get", "pods", "", ns, pod_name, "log"), q)
-        lines = text.splitlines()
-        if matcher:
-            lines = [ln for ln in lines if matcher(ln)]
+        read.append((pod_name, cname, scrub_text(text).splitlines()))
+    if line_filter:  # one filter run over every pod's lines
+        flat = [(n, ln) for n, (_, _, lines) in enumerate(read) for ln in lines]
+        kept: list[list[str]] = [[] for _ in read]
+        for i in line_filter.matches([ln for _, ln in flat]):
+            kept[flat[i][0]].append(flat[i][1])
+        read = [(p, c, lines) for (p, c, _), lines in zip(read, kept, strict=True)]
+    chunks: list[str] = []
+    sources = []
+    for pod_name, cname, lines in read:
         sources.append({"pod": pod_name, "container": cname, "lines": len(lines)})
         if len(pods) > 1:
             lines = [f"[{pod_name}/{cname}] {ln}" for ln in lines]
         chunks.extend(lines)
     body = "\n".join(chunks)
-    notes = [] if chunks else ["(no log lines" + (" matched the filter)" if matcher else ")")]
+    notes = [] if chunks else ["(no log lines" + (" matched the filter)" if line_filter else ")")]
     return Text(body, {"namespace": ns, "sources": sources}, keep="tail", notes=notes)
