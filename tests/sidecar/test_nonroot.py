@@ -6,7 +6,9 @@ listens on a loopback ALIAS, 127.0.0.2:9080 by default, which userspace tailscal
 forwarder never dials: it rewrites every unserved tailnet connection to 127.0.0.1:<port>
 (wgengine/netstack/netstack.go). Checked here, with the image's entrypoint (`run`, the real
 containerboot, userspace networking) in a network namespace, every process as 65532:
-- it becomes ready and serves both transports by MagicDNS name;
+- it serves both transports by MagicDNS name; as 65532 it reads tailscaled's packet filter
+  (LocalAPI write access is the daemon's own uid), so under allow-all, with the stock
+  server on 127.0.0.1, readiness fails naming the grant to add (packetfilter.py);
 - under an allow-all tailnet policy a peer's direct connection to <tailnet-ip>:9080 is
   refused; and the same check does connect, to the gateway itself, once something makes
   the gateway reachable on 127.0.0.1:9080 (so the check can fail);
@@ -32,7 +34,8 @@ import pytest
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.paths import binary
 
-from .conftest import NONROOT_UID, SIDECAR, nonroot_sidecar_argv, stop, wait_for
+from .conftest import NONROOT_UID, SIDECAR, nonroot_sidecar_argv, stop
+from .test_isolation import SERVING, metric, wait_checks
 from .test_tailnet import STOCK_PORT, use
 
 pytestmark = pytest.mark.slow
@@ -147,13 +150,18 @@ def test_nonroot_sidecar_serves_over_the_loopback_alias_and_the_alias_is_not_rea
         proc = ns.popen(nonroot_sidecar_argv("run"), env=env, stdout=fh, stderr=fh)
     relay = None
     try:
-        def ready() -> bool:
-            return subprocess.run([SIDECAR, "probe", "ready", "--socket", str(d / "run" / "health.sock")],
-                                  capture_output=True, timeout=30).returncode == 0
+        health = d / "run" / "health.sock"
         try:
-            wait_for(ready, "the non-root entrypoint to become ready", timeout=150, proc=proc)
+            checks = wait_checks(health, (*SERVING, "exposure"), "the non-root entrypoint to serve, and to judge "
+                                 "the open upstream port", proc=proc, timeout=150, want=False)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; its log:\n{log.read_text()[-4000:]}") from None
+        # as 65532 it read the filter (not "cannot read"), and says what to change
+        assert f"port {STOCK_PORT}" in checks["exposure"]["detail"], checks["exposure"]
+        assert '"ip": ["tcp:80"]' in checks["exposure"]["detail"], checks["exposure"]
+        assert metric(health, "mcp_sidecar_packet_filter_known") == 1
+        assert subprocess.run([SIDECAR, "probe", "ready", "--socket", str(health)], capture_output=True,
+                              timeout=30).returncode == 1
 
         # every process of the sidecar runs as 65532: the supervisor, containerboot, tailscaled
         tree = uids_of_tree(proc.pid)

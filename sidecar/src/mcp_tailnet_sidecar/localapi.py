@@ -1,7 +1,8 @@
 """A small client for tailscaled's LocalAPI over its unix socket.
 
 We read status (our DNS name, IPs, whether the tailnet issues HTTPS certs), the applied
-serve config (readiness), and WhoIs (who a tagged caller is). The LocalAPI refuses
+serve config (readiness), WhoIs (who a tagged caller is) and the node's packet filter
+(which ports peers may open: packetfilter.py). The LocalAPI refuses
 requests whose Host is not `local-tailscaled.sock`, so that name is the base URL.
 """
 
@@ -54,6 +55,18 @@ class LocalAPI:
             raise LocalAPIError(f"tailscaled LocalAPI at {self.socket} (serve-config): {exc!r}") from exc
         if resp.status_code != 200:
             raise LocalAPIError(f"LocalAPI serve-config POST answered {resp.status_code}: {resp.text[:200]}")
+
+    async def packet_filter(self) -> Any:
+        """The netmap's compiled packet filter (`debug-packet-filter-matches`; needs the
+        daemon's own uid or root: LocalAPI write access)."""
+        resp = await self._get("debug-packet-filter-matches")
+        if resp.status_code != 200:
+            raise LocalAPIError(f"LocalAPI debug-packet-filter-matches answered {resp.status_code}: "
+                                f"{resp.text.strip()[:200]}")
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise LocalAPIError(f"LocalAPI debug-packet-filter-matches: not JSON ({exc})") from None
 
     async def whois(self, ip: str) -> dict[str, Any] | None:
         resp = await self._get("whois", addr=ip)

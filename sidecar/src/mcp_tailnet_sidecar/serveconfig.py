@@ -53,6 +53,12 @@ def write(path: Path, config: dict[str, Any]) -> bool:
     return True
 
 
+def funnel(current: dict[str, Any] | None) -> list[str]:
+    """The `host:port`s tailscaled exposes through Funnel (we never render any)."""
+    allowed = (current or {}).get("AllowFunnel") or {}
+    return sorted(hostport for hostport, on in allowed.items() if on)
+
+
 def applied(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
     """Whether tailscaled's live serve config contains our listeners and handlers."""
     if not current:

@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 
 from mcp_tailnet_sidecar import serveconfig
+from mcp_tailnet_sidecar.exposure import ExposureMonitor
+from mcp_tailnet_sidecar.funnel import RefuseFunnel
 from mcp_tailnet_sidecar.gateway import Gateway, GatewayConfig
 from mcp_tailnet_sidecar.health import HealthApp
 from mcp_tailnet_sidecar.identity import IdentityResolver
@@ -78,21 +80,19 @@ class Sidecar:
         self.metrics = Metrics()
         self.localapi = LocalAPI(settings.ts_socket)
         self.gateway = Gateway(
-            GatewayConfig(
-                upstream_url=settings.upstream_url, paths=settings.paths, policy=settings.policy,
-                max_body_bytes=settings.max_body_bytes, max_event_bytes=settings.max_event_bytes,
-                connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout,
-                keepalive_interval=settings.keepalive_interval,
-            ),
+            GatewayConfig.from_settings(settings),
             names=NodeNames(extra=settings.allowed_hosts),
             resolver=IdentityResolver(whois=self.localapi.whois),
             metrics=self.metrics,
         )
         self.wanted_serve: dict[str, Any] | None = None
+        self.exposure = ExposureMonitor(self.localapi, self.metrics.registry, upstream_url=settings.upstream_url,
+                                        accept_risk=settings.accept_upstream_exposure, served=self.served_ports)
         self.health = HealthApp(self.metrics, {
             "tailnet": self._check_tailnet,
             "serve": self._check_serve,
             "upstream": self._check_upstream,
+            "exposure": self.exposure.check,
         })
         self._upstream_probe = httpx.AsyncClient(timeout=2.0)
 
@@ -103,10 +103,19 @@ class Sidecar:
         state = status.get("BackendState")
         return state == "Running", f"BackendState={state}"
 
+    def served_ports(self) -> list[int]:
+        """The tailnet ports serve answers on (80, and 443 with HTTPS certs)."""
+        if self.wanted_serve is None:
+            return [80]
+        return sorted(int(port) for port in self.wanted_serve["TCP"])
+
     async def _check_serve(self) -> tuple[bool, str]:
         if self.wanted_serve is None:
             return False, "the node's DNS name is not known yet, no serve config rendered"
         live = await self.localapi.serve_config()
+        if funnel := serveconfig.funnel(live):
+            return False, (f"Funnel is on for {', '.join(funnel)}: the server would be on the public internet; "
+                           f"turn it off (`tailscale funnel reset`); the gateway refuses Funnel requests")
         if serveconfig.applied(live, self.wanted_serve):
             return True, f"serving {', '.join(self.wanted_serve['Web'])}"
         return False, "tailscaled has not applied the rendered serve config yet"
@@ -198,7 +207,7 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
     if with_containerboot:
         settings.serve_config.parent.mkdir(parents=True, exist_ok=True)  # containerboot watches this dir
 
-    gateway_server = make_server(sidecar.gateway, drain_timeout=settings.drain_timeout)
+    gateway_server = make_server(RefuseFunnel(sidecar.gateway), drain_timeout=settings.drain_timeout)
     health_server = make_server(sidecar.health, drain_timeout=1.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -231,6 +240,7 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
     gateway_task = asyncio.create_task(_serve(gateway_server, gateway_sockets))
     health_task = asyncio.create_task(_serve(health_server, health_sockets))
     watch_task = asyncio.create_task(sidecar.watch_names())
+    exposure_task = asyncio.create_task(sidecar.exposure.watch())
     if settings.gateway_listen.kind == "unix" and os.geteuid() != 0:
         logger.warning("the gateway listens on a unix socket as uid %s: tailscaled applies a serve config "
                        "that proxies to a unix socket only for root; leave SIDECAR_GATEWAY_LISTEN=auto",
@@ -269,6 +279,7 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
         gateway_task.cancel()
     logger.info("gateway drained in %.1f s", time.monotonic() - started)
     watch_task.cancel()
+    exposure_task.cancel()
     # 2. stop containerboot (it writes state and stops tailscaled)
     if proc is not None and proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
