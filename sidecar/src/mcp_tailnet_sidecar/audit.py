@@ -1,4 +1,9 @@
-"""One JSON line per tool call: who, which tool, how long, how it ended.
+"""JSON lines per tool call: who, which tool, how long, how it ended.
+
+An allowed call gets a line when it is admitted (`tool_call_admitted`), before it reaches
+the server, and one when it ends (`tool_call`, with its outcome); both carry the same
+`call_id`. So a call is on record even if its answer never passes the gateway (a stream
+cut, a crash, a client that never reads). A denied call gets only its `tool_call` line.
 
 Never the arguments: they may hold secrets or personal data, and the audit stream is
 read by more people than the tool's own logs.
@@ -32,8 +37,16 @@ def tool_call(entry: Pending, outcome: str, *, transport: str, error_code: int |
         "outcome": outcome,
         "duration_ms": duration_ms,
         "transport": transport,
+        "call_id": entry.call_id,
         **entry.identity.audit_fields(),
     }
     if error_code is not None:
         fields["error_code"] = error_code
     logger.info("tool call %s by %s: %s", tool, entry.identity.who, outcome, extra=fields)
+
+
+def tool_call_admitted(entry: Pending, *, transport: str) -> None:
+    tool = _bounded(entry.tool)
+    fields = {"event": "tool_call_admitted", "tool": tool, "transport": transport, "call_id": entry.call_id,
+              **entry.identity.audit_fields()}
+    logger.info("tool call %s by %s: admitted", tool, entry.identity.who, extra=fields)

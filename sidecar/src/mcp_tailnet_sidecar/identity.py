@@ -13,6 +13,7 @@ tailscaled (LocalAPI WhoIs) about the `X-Forwarded-For` address.
 from __future__ import annotations
 
 import email.header
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ class Identity:
             return f"{self.node or '?'} ({','.join(self.tags)})" if self.tags else (self.node or "?")
         return "unknown"
 
+    @property
+    def owner(self) -> str:
+        """Whom a session opened by this caller belongs to: a user's login, else the node
+        (tagged devices), else the source address; "local" for callers inside the pod."""
+        if self.login:
+            return "login:" + self.login.lower()
+        if self.node:
+            return "node:" + self.node.lower()
+        if self.tags:
+            return "tags:" + ",".join(sorted(self.tags))
+        return "ip:" + self.source_ip if self.source_ip else "local"
+
     def audit_fields(self) -> dict[str, object]:
         return {"who": self.who, "login": self.login, "node": self.node, "tags": list(self.tags),
                 "source_ip": self.source_ip, "identity_via": self.via}
@@ -57,6 +70,17 @@ def _decode(value: str | None) -> str | None:
         return value
 
 
+def source_ip(headers: Mapping[str, str]) -> str | None:
+    """The tailnet address of the caller: serve sets X-Forwarded-For to it, replacing any
+    client-sent value (tailscale v1.102.3 `addProxyForwardedHeaders`). None when absent or
+    not an address: a caller inside the pod, not one from the tailnet."""
+    raw = (headers.get("x-forwarded-for") or "").split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
+
+
 WhoIsFn = Callable[[str], Awaitable[dict | None]]
 
 
@@ -68,21 +92,21 @@ class IdentityResolver:
     _cache: dict[str, tuple[float, Identity]] = field(default_factory=dict)
 
     async def resolve(self, headers: Mapping[str, str]) -> Identity:
-        source_ip = (headers.get("x-forwarded-for") or "").split(",")[-1].strip() or None
+        ip = source_ip(headers)
         login = _decode(headers.get("tailscale-user-login"))
         if login:
             return Identity(login=login, display_name=_decode(headers.get("tailscale-user-name")),
-                            source_ip=source_ip, via="serve-headers")
-        if source_ip is None or self.whois is None:
-            return Identity(source_ip=source_ip)
+                            source_ip=ip, via="serve-headers")
+        if ip is None or self.whois is None:
+            return Identity(source_ip=ip)
         now = time.monotonic()
-        hit = self._cache.get(source_ip)
+        hit = self._cache.get(ip)
         if hit and now - hit[0] < WHOIS_CACHE_SECONDS:
             return hit[1]
-        ident = self._from_whois(await self.whois(source_ip), source_ip)
+        ident = self._from_whois(await self.whois(ip), ip)
         if len(self._cache) >= WHOIS_CACHE_MAX:
             self._cache.clear()
-        self._cache[source_ip] = (now, ident)
+        self._cache[ip] = (now, ident)
         return ident
 
     @staticmethod

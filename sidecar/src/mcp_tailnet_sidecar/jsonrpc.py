@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +19,25 @@ from typing import Any
 from mcp_tailnet_sidecar.identity import Identity
 
 POLICY_DENIED = -32001  # implementation-defined server error range of JSON-RPC 2.0
-MAX_PENDING = 10_000  # per tracker; a client that never reads its answers cannot grow us unbounded
+MAX_PENDING = 1000  # per tracker (settings: SIDECAR_MAX_PENDING); beyond it new requests get 429
+ANSWER_KINDS = ("call", "list")  # kinds whose answer the gateway must see (audit, filtering)
+
+
+class PendingFull(Exception):
+    """The tracker holds as many requests as it may: refuse the new one (429), never drop it."""
+
+
+class DuplicatePending(Exception):
+    """A request id that is already waiting for its answer: the two answers could not be told apart."""
 
 
 @dataclass
 class Pending:
-    kind: str  # "call" or "list"
+    kind: str  # "call", "list", or "other" (any other request: tracked so its id cannot be reused)
     identity: Identity
     tool: str | None = None
     started: float = field(default_factory=time.monotonic)
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])  # ties the audit lines of one call
 
 
 def decode_messages(body: bytes) -> list[dict[str, Any]] | None:
@@ -80,13 +91,30 @@ def outcome_of(response: dict[str, Any]) -> tuple[str, int | None]:
 
 @dataclass
 class Tracker:
-    """Requests waiting for their answer, keyed by JSON-RPC id."""
+    """Requests waiting for their answer, keyed by JSON-RPC id.
+
+    It never drops a request silently: a full tracker or an id already waiting raises, and
+    the gateway refuses that request. A dropped tools/list would go unfiltered; an id used
+    twice would let one answer settle the other request (its outcome, or its filtering).
+    """
 
     pending: dict[str, Pending] = field(default_factory=dict)
+    limit: int = MAX_PENDING
+
+    def check(self, keys: list[str]) -> None:
+        """Raise unless all of `keys` could be added now."""
+        if any(k in self.pending for k in keys):
+            raise DuplicatePending(next(k for k in keys if k in self.pending))
+        if len(self.pending) + len(keys) > self.limit:
+            raise PendingFull(self.limit)
 
     def add(self, key: str, entry: Pending) -> None:
-        if len(self.pending) < MAX_PENDING:
-            self.pending[key] = entry
+        self.check([key])
+        self.pending[key] = entry
+
+    def owes_answers(self) -> bool:
+        """True while a tool call or list waits (other requests do not hold a draining stream open)."""
+        return any(e.kind in ANSWER_KINDS for e in self.pending.values())
 
     def take(self, key: str) -> Pending | None:
         return self.pending.pop(key, None)
@@ -115,7 +143,7 @@ def settle(
         return None
     key = request_key(message)
     entry = tracker.take(key) if key is not None else None
-    if entry is None:
+    if entry is None or entry.kind not in ANSWER_KINDS:
         return None
     if entry.kind == "call":
         outcome, code = outcome_of(message)

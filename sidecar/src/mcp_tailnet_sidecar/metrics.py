@@ -17,6 +17,8 @@ class Metrics:
                                 ["route", "method", "status"], registry=r)
         self.tool_calls = Counter("mcp_gateway_tool_calls", "MCP tools/call requests by outcome",
                                   ["outcome"], registry=r)
+        self.refused = Counter("mcp_gateway_refused", "Requests the gateway refused before relaying, by reason",
+                               ["reason"], registry=r)
         self.sse_streams = Gauge("mcp_gateway_sse_streams_open", "Event streams being relayed now",
                                  registry=r)
         self.upstream_latency = Histogram(
