@@ -7,134 +7,57 @@ it does to a real kubelet.
 
 from __future__ import annotations
 
-import datetime
 import json
 import secrets
-import ssl
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from inspector_support import TRANSPORTS, base_env, err, ok, running_inspector
+from mcp_tailnet_lab.fake_kubelet import FakeKubelet, node_with_kubelet, running_kubelet
 
 TOTAL_LINES = 1000
 
 
-def _self_signed(dir_: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-kubelet")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(
-                "127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = dir_ / "kubelet.crt", dir_ / "kubelet.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-class FakeKubelet:
-    """Answers the kubelet's /containerLogs endpoint, honouring tailLines and limitBytes."""
-
-    def __init__(self, cert: Path, key: Path) -> None:
-        self.requests: list[tuple[str, dict[str, list[str]]]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                url = urllib.parse.urlsplit(self.path)
-                query = urllib.parse.parse_qs(url.query)
-                owner.requests.append((url.path, query))
-                parts = url.path.split("/")
-                if len(parts) != 5 or parts[1] != "containerLogs":
-                    self.send_error(404)
-                    return
-                _, _, ns, pod, container = parts
-                if container == "slow":
-                    time.sleep(8)
-                prefix = "previous " if query.get("previous") == ["true"] else ""
-                lines = [f"{prefix}{pod}/{container} line {i}" for i in range(TOTAL_LINES)]
-                lines[500] = f"{pod}/{container} line 500 connecting with password=hunter2 ERROR"
-                if "tailLines" in query:
-                    lines = lines[-int(query["tailLines"][0]):] if int(query["tailLines"][0]) else []
-                body = "".join(f"{ln}\n" for ln in lines).encode()
-                if "limitBytes" in query:
-                    body = body[: int(query["limitBytes"][0])]
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(cert), str(key))
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def container_log(ns: str, pod: str, container: str, query: dict[str, list[str]]) -> str:
+    if container == "slow":
+        time.sleep(8)
+    prefix = "previous " if query.get("previous") == ["true"] else ""
+    lines = [f"{prefix}{pod}/{container} line {i}" for i in range(TOTAL_LINES)]
+    lines[500] = f"{pod}/{container} line 500 connecting with password=hunter2 ERROR"
+    return "".join(f"{ln}\n" for ln in lines)
 
 
 @pytest.fixture(scope="module")
-def kubelet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeKubelet]:
-    cert, key = _self_signed(tmp_path_factory.mktemp("kubelet"))
-    server = FakeKubelet(cert, key)
-    try:
+def kubelet() -> Iterator[FakeKubelet]:
+    with running_kubelet(container_log) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
 def node_with_pods(cluster, kubelet: FakeKubelet) -> Iterator[dict[str, str]]:
-    suffix = secrets.token_hex(3)
-    node, ns = f"fake-node-{suffix}", f"inspect-logs-{suffix}"
-    cluster.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
-                                                           "metadata": {"name": node}}))
-    cluster.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port}},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "lastHeartbeatTime": None, "lastTransitionTime": None}],
-    }}))
-    cluster.kubectl("create", "namespace", ns)
+    ns = f"inspect-logs-{secrets.token_hex(3)}"
+    with node_with_kubelet(cluster, kubelet) as node:
+        cluster.kubectl("create", "namespace", ns)
 
-    def pod(name: str, containers: list[str], labels: dict[str, str] | None = None) -> dict:
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
-                "spec": {"nodeName": node, "containers": [{"name": c, "image": "registry.example/x:1"}
-                                                          for c in containers]}}
+        def pod(name: str, containers: list[str], labels: dict[str, str] | None = None) -> dict:
+            return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
+                    "spec": {"nodeName": node, "containers": [{"name": c, "image": "registry.example/x:1"}
+                                                              for c in containers]}}
 
-    docs = [pod("single", ["app"]), pod("multi", ["app", "sidecar"]), pod("slowpod", ["slow"]),
-            pod("api-1", ["api"], {"app": "api"}), pod("api-2", ["api"], {"app": "api"})]
-    docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
-                 "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
-                          "template": {"metadata": {"labels": {"app": "api"}},
-                                       "spec": {"containers": [{"name": "api", "image": "registry.example/x:1"}]}}}})
-    cluster.kubectl("create", "-n", ns, "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
-    try:
-        yield {"ns": ns, "node": node}
-    finally:
-        cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+        docs = [pod("single", ["app"]), pod("multi", ["app", "sidecar"]), pod("slowpod", ["slow"]),
+                pod("api-1", ["api"], {"app": "api"}), pod("api-2", ["api"], {"app": "api"})]
+        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
+                     "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                              "template": {"metadata": {"labels": {"app": "api"}},
+                                           "spec": {"containers": [{"name": "api",
+                                                                    "image": "registry.example/x:1"}]}}}})
+        cluster.kubectl("create", "-n", ns, "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+        try:
+            yield {"ns": ns, "node": node}
+        finally:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")

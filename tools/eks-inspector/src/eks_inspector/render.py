@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,7 +19,7 @@ import yaml
 from mcp_types import CallToolResult, TextContent
 
 from eks_inspector.config import ConfigMapValues
-from eks_inspector.scrub import MARKER, scrub_text, scrub_tree
+from eks_inspector.scrub import HIDDEN, MARKER, replaced_values, scrub_text, scrub_tree
 
 __all__ = ["LAST_APPLIED", "REDACTED", "Answer", "Document", "Objects", "Renderer", "Table", "Text", "sanitize",
            "scrub_text"]
@@ -41,13 +40,10 @@ def _is_configmap(d: dict[str, Any]) -> bool:
     return d.get("kind") == "ConfigMap" and ("data" in d or "binaryData" in d)
 
 
-_HIDDEN = re.compile(r"\[hidden(?:: \d+ bytes)?\]")
-
-
 def _size(value: Any, binary: bool) -> str:
     if not isinstance(value, str):
         return "[hidden]"
-    if _HIDDEN.fullmatch(value):
+    if HIDDEN.fullmatch(value):
         return value  # summarised already (the renderer sizes items, then renders them)
     if binary:
         try:
@@ -143,6 +139,8 @@ class Table:
     continue_token: str | None = None
     remaining: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: each row's object, when the API sent it: never shown, it tells which cells are credentials
+    row_objects: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -286,8 +284,7 @@ class Renderer:
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
     def _finish_table(self, t: Table) -> CallToolResult:
-        # cells are sanitized too: a CRD's printer column could point anywhere
-        rows = [list(r) for r in self.sanitize([list(r) for r in t.rows])]
+        rows = self._clean_rows(t)
         notes = list(t.notes)
         keep = self.fit(Table(t.columns, rows))
         token = t.continue_token
@@ -305,6 +302,21 @@ class Renderer:
         if notes:
             structured["notes"] = notes
         return self._result(text, structured)
+
+    def _clean_rows(self, t: Table) -> list[list[Any]]:
+        """Cells are scrubbed with their column as the key, and like the same value in the row's
+        object: a CRD's printer column can point at any field."""
+        rows = []
+        for i, r in enumerate(t.rows):
+            columns = list(t.columns) + [None] * max(len(r) - len(t.columns), 0)
+            row = [scrub_tree(_sanitize(c, False, self.show_configmap_values), col) for c, col in zip(r, columns)]
+            obj = t.row_objects[i] if i < len(t.row_objects) else None
+            if isinstance(obj, dict) and obj:
+                swapped = replaced_values(_sanitize(obj, False, True))
+                row = [swapped.get(orig, new) if isinstance(orig, (str, int, float)) and not isinstance(orig, bool)
+                       else new for orig, new in zip(r, row)]
+            rows.append(row)
+        return rows
 
     def _finish_objects(self, a: Objects) -> CallToolResult:
         objs = [self.sanitize(o, a.secret_metadata) for o in a.objects]

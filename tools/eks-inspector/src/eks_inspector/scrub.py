@@ -27,6 +27,8 @@ from typing import Any
 
 MARKER = "[REDACTED]"
 _MARKER_PREFIX = "[REDACTED"
+#: What a summarised ConfigMap value reads as (render.py): a size, not the value, so not scrubbed.
+HIDDEN = re.compile(r"\[hidden(?:: \d+ bytes)?\]")
 
 
 def marker(kind: str) -> str:
@@ -142,10 +144,9 @@ def _pem(text: str) -> str:
         return text
     lines = text.split("\n")
     for n, line in enumerate(lines):
-        m = _PEM_END.search(line)
-        if not m:
+        if _PEM_END.search(line) is None:
             continue
-        lines[n] = line[:m.start()] + marker("private-key") + line[m.end():]
+        lines[n] = _PEM_END.sub(marker("private-key"), line)
         k = n - 1
         while k >= 0 and _PEM_LINE.fullmatch(lines[k]):
             lines[k] = marker("private-key")
@@ -224,7 +225,7 @@ def _hidden(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, str):
-        return value if not value.strip() or value.startswith(_MARKER_PREFIX) else MARKER
+        return value if not value.strip() or value.startswith(_MARKER_PREFIX) or HIDDEN.fullmatch(value) else MARKER
     if isinstance(value, (int, float)):
         return MARKER
     return None
@@ -271,3 +272,25 @@ def scrub_tree(node: Any, key: str | None = None) -> Any:
                 result[new_key] = scrub_tree(v, k if isinstance(k, str) else None)
         return result
     return scrub_text(str(node))
+
+
+def replaced_values(node: Any) -> dict[Any, Any]:
+    """Each string or number that scrubbing `node` changed, mapped to what it became.
+
+    A Table cell is a bare value without its field name; a CRD's printer column may point
+    at a credential (`.spec.password`). The row's object has the field names, so a cell
+    equal to a value scrubbed there is scrubbed the same way."""
+    found: dict[Any, Any] = {}
+
+    def walk(before: Any, after: Any) -> None:
+        if isinstance(before, dict) and isinstance(after, dict):
+            for b, a in zip(before.values(), after.values(), strict=False):
+                walk(b, a)
+        elif isinstance(before, (list, tuple)) and isinstance(after, list):
+            for b, a in zip(before, after, strict=False):
+                walk(b, a)
+        elif isinstance(before, (str, int, float)) and not isinstance(before, bool) and before != after:
+            found[before] = after
+
+    walk(node, scrub_tree(node))
+    return found

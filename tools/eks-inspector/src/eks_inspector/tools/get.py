@@ -21,6 +21,15 @@ DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
 
 
+#: API groups whose Table columns are kubectl's own; any other group's printer columns are the
+#: CRD author's choice and may show any field, so its rows come with their objects (to scrub cells).
+BUILTIN_GROUPS = frozenset({"", "apps", "batch", "autoscaling", "policy", "extensions"})
+
+
+def full_rows(r: Resource) -> bool:
+    return not (r.group in BUILTIN_GROUPS or r.group.endswith(".k8s.io"))
+
+
 def check_secret_access(resource: Resource, include_secret_metadata: bool) -> None:
     if resource.kind == "Secret" and not include_secret_metadata:
         raise InspectorError(
@@ -64,7 +73,8 @@ def _table_answer(doc: dict[str, Any], wide: bool, show_ns: bool, sort_by: str |
         rows.append(row)
     meta = doc.get("metadata") or {}
     return Table(columns, rows, continue_token=meta.get("continue") or None,
-                 remaining=meta.get("remainingItemCount"))
+                 remaining=meta.get("remainingItemCount"),
+                 row_objects=[r.get("object") if isinstance(r.get("object"), dict) else {} for r in rows_in])
 
 
 def get(
@@ -130,7 +140,7 @@ def _get_one(ins: Inspector, r: Resource, name: str, ns: str | None, output: str
     op = Op("get", r.plural, r.group, ns, name)
     path = api_path(r.group, r.version, r.plural, ns, name)
     if output in ("table", "wide"):
-        doc = ins.kube.get(path, op, accept=ACCEPT_TABLE)
+        doc = ins.kube.get(path, op, [("includeObject", "Object")] if full_rows(r) else [], accept=ACCEPT_TABLE)
         if doc.get("kind") == "Table":
             return _table_answer(doc, output == "wide", False, None)
         return Objects([doc], "yaml", single=True, secret_metadata=secret_meta)
@@ -161,7 +171,7 @@ def _list(ins: Inspector, r: Resource, ns: str | None, label_selector: str | Non
     table = output in ("table", "wide")
     include = None
     if table:
-        needs_object = bool(sort_by) and not sort_by.strip().lstrip("{.").startswith("metadata")
+        needs_object = full_rows(r) or (bool(sort_by) and not sort_by.strip().lstrip("{.").startswith("metadata"))
         include = "Object" if needs_object else "Metadata"
     doc = ins.kube.get(path, op, _query(label_selector, field_selector, limit, cont, include), accept=_accept(output))
     if table and doc.get("kind") == "Table":
@@ -198,6 +208,7 @@ def _list_allowed(ins: Inspector, r: Resource, label_selector: str | None, field
         if merged is None:
             merged = part
         elif isinstance(merged, Table) and isinstance(part, Table):
+            merged.row_objects.extend(part.row_objects)
             merged.rows.extend(part.rows)
         elif isinstance(merged, Objects) and isinstance(part, Objects):
             merged.objects.extend(part.objects)
