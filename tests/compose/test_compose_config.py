@@ -81,8 +81,16 @@ def test_each_pair_shares_one_namespace_and_the_server_binds_loopback(name):
         for other in (sidecar, server):
             assert "cap_add" not in services[other] and services[other]["cap_drop"] == ["ALL"], other
             assert services[other]["read_only"] is True, other
-    assert services["inspector"]["environment"]["INSPECTOR_HOST"] == "127.0.0.1"
-    assert services["sidecar"]["environment"]["SIDECAR_UPSTREAM_URL"] == "http://127.0.0.1:8080"
+    # our inspector: on a loopback alias userspace tailscaled's forwarder never dials (issue 12 §1),
+    # the one address the sidecar's upstream and the health check use too
+    inspector = services["inspector"]["environment"]
+    assert inspector["INSPECTOR_HOST"] == "127.0.0.3"
+    assert services["sidecar"]["environment"]["SIDECAR_UPSTREAM_URL"] == f"http://127.0.0.3:{inspector['INSPECTOR_PORT']}"
+    health = " ".join(services["inspector"]["healthcheck"]["test"])
+    assert "os.environ['INSPECTOR_HOST']" in health and "127.0.0" not in health
+    # the example (a stock server that insists on 127.0.0.1) relies on the sidecar's readiness
+    example = services["example-sidecar"]["environment"]
+    assert example["SIDECAR_UPSTREAM_URL"] == "http://127.0.0.1:8080" and "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE" not in example
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -23,6 +23,11 @@ def _env(container: Doc, name: str, value: str) -> None:
     container.setdefault("environment", []).append({"name": name, "value": value})
 
 
+def _set(container: Doc, name: str, value: str) -> None:
+    env = container.setdefault("environment", [])
+    env[:] = [e for e in env if e["name"] != name] + [{"name": name, "value": value}]
+
+
 TASK_BREAKS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "cpu 256 with 4096 MiB": ("cpu-memory", lambda td: td.update(cpu="256", memory="4096")),
     "cpu 300 is no Fargate size": ("cpu-memory", lambda td: td.update(cpu="300")),
@@ -61,6 +66,8 @@ TASK_BREAKS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "sidecar SIGKILLed before logout": ("stop-timeout", lambda td: sidecar_of(td).update(stopTimeout=5)),
     "stop timeout above Fargate's 120": ("stop-timeout", lambda td: _server(td).update(stopTimeout=300)),
     "state dir on task storage": ("state-dir", lambda td: _env(sidecar_of(td), "TS_STATE_DIR", "/tmp")),
+    "upstream on the task network": ("upstream-address", lambda td: _set(sidecar_of(td), "SIDECAR_UPSTREAM_URL",
+                                                                         "http://10.0.0.5:8080")),
 }
 
 SERVICE_BREAKS: dict[str, tuple[str, Callable[[Doc], None]]] = {
@@ -120,3 +127,39 @@ def test_findings_never_echo_an_auth_key(bundle: templates.Bundle) -> None:
     findings = rules.check_task_definition(td)
     assert len([f for f in findings if f.rule == "auth-key-in-secrets"]) == 3  # name, value, command
     assert key not in "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "0.0.0.0", "127.0.0.2"])
+def test_the_inspector_off_its_loopback_alias_is_refused(bundle: templates.Bundle, host: str) -> None:
+    """Our own server listens where userspace tailscaled's forwarder never dials (issue 12 §1)."""
+    td = copy.deepcopy(bundle[templates.TASK_DEFINITION])
+    _set(_server(td), "INSPECTOR_HOST", host)
+    _set(sidecar_of(td), "SIDECAR_UPSTREAM_URL", "http://127.0.0.1:8080")
+    found = [f for f in rules.check_task_definition(td) if f.rule == "upstream-address"]
+    assert found and "INSPECTOR_HOST" in found[0].where and "loopback alias" in found[0].message, found
+
+
+def test_the_sidecar_must_point_at_the_inspectors_alias(bundle: templates.Bundle) -> None:
+    td = copy.deepcopy(bundle[templates.TASK_DEFINITION])
+    _set(sidecar_of(td), "SIDECAR_UPSTREAM_URL", "http://127.0.0.4:8080")
+    found = [f for f in rules.check_task_definition(td) if f.rule == "upstream-address"]
+    assert found and "not where the inspector listens (127.0.0.3:8080)" in found[0].message, found
+
+
+def test_the_inspector_task_keeps_one_address_in_env_upstream_and_health_check(bundle: templates.Bundle) -> None:
+    td = bundle[templates.TASK_DEFINITION]
+    env = {e["name"]: e["value"] for e in _server(td)["environment"]}
+    upstream = {e["name"]: e["value"] for e in sidecar_of(td)["environment"]}["SIDECAR_UPSTREAM_URL"]
+    assert env["INSPECTOR_HOST"] == "127.0.0.3" and upstream == f"http://127.0.0.3:{env['INSPECTOR_PORT']}"
+    # the health check reads the address from the container's env instead of repeating it
+    command = " ".join(_server(td)["healthCheck"]["command"])
+    assert "os.environ['INSPECTOR_HOST']" in command and "127.0.0" not in command
+
+
+def test_the_stock_server_task_keeps_127_0_0_1_and_relies_on_the_sidecars_readiness(bundle: templates.Bundle) -> None:
+    """A third-party server that insists on 127.0.0.1: only the tailnet policy closes the bypass,
+    so the sidecar must not be told to accept the exposure (ecs/README.md names the grant)."""
+    td = bundle[templates.STOCK_SERVER_TASK_DEFINITION]
+    env = {e["name"]: e["value"] for e in sidecar_of(td)["environment"]}
+    assert env["SIDECAR_UPSTREAM_URL"] == "http://127.0.0.1:8080"
+    assert "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE" not in env

@@ -326,3 +326,40 @@ def test_sidecar_probes_ask_its_healthz_and_readyz(renderings, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+FORWARDER_TARGETS = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "::"}  # docs/design.md facts 1, 7
+GATEWAY_ALIAS = "127.0.0.2"
+
+
+def test_our_inspector_listens_on_a_loopback_alias_the_forwarder_never_dials(renderings):
+    """Issue 12 §1: in every rendering, the inspector is off 127.0.0.1 (userspace tailscaled
+    forwards unserved tailnet ports there), the sidecar points at the same alias, and the
+    probes read the address from the env rather than repeating it."""
+    seen = 0
+    for how, docs in renderings.items():
+        for workload, spec in pod_specs(docs):
+            for c in spec["containers"]:
+                if "eks-inspector" not in c["image"].rsplit("/", 1)[-1]:
+                    continue
+                seen += 1
+                host, port = env_value(c, "INSPECTOR_HOST"), env_value(c, "INSPECTOR_PORT")
+                assert host and host not in FORWARDER_TARGETS | {GATEWAY_ALIAS}, (how, host)
+                assert host.startswith("127."), (how, host)
+                upstream = env_value(container(spec, "tailscale"), "SIDECAR_UPSTREAM_URL")
+                assert upstream == f"http://{host}:{port}", (how, upstream)
+                for probe in ("livenessProbe", "readinessProbe"):
+                    command = " ".join(c[probe]["exec"]["command"])
+                    assert "os.environ['INSPECTOR_HOST']" in command and "127.0.0" not in command, (how, probe)
+    assert seen >= len(renderings), "no inspector found in some rendering"
+
+
+def test_third_party_servers_on_127_0_0_1_rely_on_the_sidecars_readiness(renderings):
+    """An unchanged server that insists on 127.0.0.1 stays there; the sidecar is not told to
+    accept the exposure, so its readiness fails until the policy opens only the served ports."""
+    docs = renderings["-k manifests-variants/example-server"]
+    spec = one(docs, "Deployment", "example-mcp-server")["spec"]["template"]["spec"]
+    sidecar = container(spec, "tailscale")
+    assert env_value(sidecar, "SIDECAR_UPSTREAM_URL") == "http://127.0.0.1:8000"
+    assert env_value(sidecar, "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE") is None
+    assert sidecar["readinessProbe"]["exec"]["command"] == ["mcp-tailnet-sidecar", "probe", "ready"]

@@ -8,11 +8,13 @@ rule has a short id so a test can break exactly one thing and see exactly it fai
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
-from mcp_tailnet_ecs.render import sidecar_of, strings
+from mcp_tailnet_ecs.render import INSPECTOR_IMAGE, sidecar_of, strings
 
 #: Fargate task sizes: CPU units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -33,6 +35,11 @@ HEALTH_LIMITS = {"interval": (5, 300), "timeout": (2, 60), "retries": (1, 10), "
 SIDECAR_MIN_STOP_TIMEOUT = 30
 FARGATE_MAX_STOP_TIMEOUT = 120
 #: Container keys Fargate or awsvpc refuse, or that reach the host.
+#: The sidecar's default upstream (sidecar settings.DEFAULT_UPSTREAM).
+DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
+#: Where userspace tailscaled forwards unserved tailnet ports (docs/design.md facts 1, 7), and the gateway's alias.
+FORWARDER_TARGETS = ("127.0.0.1", "::1")
+GATEWAY_ALIAS = "127.0.0.2"
 UNSUPPORTED_CONTAINER_KEYS = ("links", "hostname", "extraHosts", "dockerSecurityOptions", "systemControls", "volumesFrom")
 
 
@@ -278,6 +285,43 @@ def _no_ports(td: TaskDef) -> list[Finding]:
     return [Finding("no-ingress-ports", f"{where}.portMappings",
                     "no port mappings: the tailnet is the only way in, through the sidecar")
             for where, c in _containers(td) if c.get("portMappings")]
+
+
+def _env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {str(e.get("name")): str(e.get("value")) for e in container.get("environment") or []}
+
+
+@_task_rule("upstream-address")
+def _upstream_address(td: TaskDef) -> list[Finding]:
+    """The MCP server stays on loopback; ours on an alias the userspace forwarder never dials."""
+    sidecar = sidecar_of(td)
+    if sidecar is None:
+        return []
+    url = _env_of(sidecar).get("SIDECAR_UPSTREAM_URL", DEFAULT_UPSTREAM)
+    parts = urlsplit(url)
+    try:
+        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return [Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
+                        f"{url!r}: the MCP server listens on loopback in the task (an address on the task's ENI "
+                        f"is reachable from the VPC, past the sidecar)")]
+    found = []
+    for where, c in _containers(td):
+        if INSPECTOR_IMAGE not in str(c.get("image", "")).rsplit("/", 1)[-1]:
+            continue
+        env = _env_of(c)
+        host, port = env.get("INSPECTOR_HOST", "127.0.0.1"), env.get("INSPECTOR_PORT", "8080")
+        if host in FORWARDER_TARGETS + ("localhost", "0.0.0.0", "::", GATEWAY_ALIAS):
+            found.append(Finding("upstream-address", f"{where}.environment[INSPECTOR_HOST]",
+                                 f"{host!r}: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1, "
+                                 f"so the inspector listens on a loopback alias of its own (127.0.0.3), not "
+                                 f"127.0.0.1, a wildcard or the gateway's {GATEWAY_ALIAS}"))
+        elif (parts.hostname, str(parts.port or 80)) != (host, port):
+            found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
+                                 f"{url!r} is not where the inspector listens ({host}:{port})"))
+    return found
 
 
 @_task_rule("readonly-root")
