@@ -244,3 +244,75 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(stock_server, gateway_fac
     assert result.get("answer") == "slept 2.0"  # the in-flight call finished during the drain
     assert gw.proc.wait(20) == 0
     assert not gw.socket.exists()
+
+
+# -- MCP 2026-07-28 through the gateway (docs/design.md fact 9) --------------------------------------
+
+MODERN = "2026-07-28"
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
+               "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}}
+
+
+def modern_post(c: httpx.Client, method: str, params: dict, headers: dict, rid: object = 1) -> httpx.Response:
+    body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": {**params, "_meta": MODERN_META}}
+    return c.post("/mcp", json=body, headers={"Accept": "application/json, text/event-stream",
+                                              "MCP-Protocol-Version": MODERN, **headers})
+
+
+def test_routing_headers_are_checked_against_the_body_before_the_policy(stock_server, gateway_factory, short_tmp):
+    policy_file = short_tmp / "policy.json"
+    policy_file.write_text(json.dumps({"rules": [{"principals": ["alice@example.com"], "tools": ["echo"]}]}))
+    gw = gateway_factory(stock_server.url, SIDECAR_POLICY_FILE=str(policy_file))
+    alice = {"Tailscale-User-Login": "alice@example.com"}
+    call_add = {"name": "add", "arguments": {"a": 1, "b": 2}}
+    with gw.client(timeout=20) as c:
+        # the headers name the allowed tool, the body calls the denied one: refused as the spec says
+        r = modern_post(c, "tools/call", call_add, {**alice, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == -32020, r.text
+        r = modern_post(c, "tools/call", call_add, {**alice, "Mcp-Method": "tools/list", "Mcp-Name": "add"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == -32020, r.text
+        # consistent headers: the policy decides, the stock server answers what it allows
+        r = modern_post(c, "tools/call", call_add, {**alice, "Mcp-Method": "tools/call", "Mcp-Name": "add"})
+        assert r.status_code == 200 and r.json()["error"]["code"] == -32001, r.text
+        r = modern_post(c, "tools/call", {"name": "echo", "arguments": {"text": "hi"}},
+                        {**alice, "Mcp-Method": "tools/call", "Mcp-Name": "echo"})
+        assert r.status_code == 200 and r.json()["result"]["content"][0]["text"] == "hi", r.text
+        r = modern_post(c, "tools/list", {}, {**alice, "Mcp-Method": "tools/list"}, rid="l")
+        assert [t["name"] for t in r.json()["result"]["tools"]] == ["echo"], r.text
+    assert [(a["tool"], a["outcome"]) for a in gw.audit_lines()] == [("add", "denied"), ("echo", "ok")]
+    admitted = [r for r in gw.log_lines() if r.get("event") == "tool_call_admitted"]
+    assert [(a["tool"], a["who"]) for a in admitted] == [("echo", "alice@example.com")]
+    assert admitted[0]["call_id"] == gw.audit_lines()[1]["call_id"]
+
+
+def test_a_stateless_client_is_served_and_its_listen_stream_kept_alive(stock_server, gateway_factory):
+    """The mcp 2.3.0 client probes server/discover and speaks 2026-07-28; subscriptions/listen
+    is an event stream on a POST that stays open: the gateway keeps it alive between events."""
+    gw = gateway_factory(stock_server.url, SIDECAR_KEEPALIVE_INTERVAL="1")
+    seen: dict = {}
+
+    async def go() -> None:
+        async with mcp_client(gw.socket, "http") as client:
+            seen["version"] = client.protocol_version
+            async with client.listen(tools_list_changed=True):
+                await anyio.sleep(2.5)
+                seen["call"] = (await client.call_tool("add", {"a": 2, "b": 3})).structured_content
+        async with _uds_client(gw.socket, timeout=httpx2.Timeout(10)) as raw:
+            body = {"jsonrpc": "2.0", "id": "listen-raw", "method": "subscriptions/listen",
+                    "params": {"notifications": {"toolsListChanged": True}, "_meta": MODERN_META}}
+            headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": MODERN,
+                       "Mcp-Method": "subscriptions/listen"}
+            got = b""
+            async with raw.stream("POST", f"http://{TAILNET_HOST}/mcp", json=body, headers=headers) as r:
+                seen["listen_status"] = r.status_code
+                with anyio.move_on_after(3.5):
+                    async for chunk in r.aiter_raw():
+                        got += chunk
+            seen["stream"] = got
+    anyio.run(go)
+    assert seen["version"] == MODERN
+    assert seen["call"] == {"result": 5}
+    assert seen["listen_status"] == 200
+    assert b"notifications/subscriptions/acknowledged" in seen["stream"]
+    assert seen["stream"].count(b": keepalive") >= 2, seen["stream"][-300:]
+    assert [(a["tool"], a["outcome"], a["transport"]) for a in gw.audit_lines()] == [("add", "ok", "streamable-http")]

@@ -273,6 +273,8 @@ class Gateway:
             raise _Reject(405, f"method {method} is not relayed", Refused.METHOD,
                           headers=((b"allow", b"GET, POST, DELETE"),))
         transport = "sse" if route in ("/sse", "/messages/") else "streamable-http"
+        if method == "POST":
+            self._check_declared_length(headers)
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             params = query_pairs(query)
@@ -403,14 +405,18 @@ class Gateway:
         if origin is not None and not names.origin_allowed(origin):
             raise _Reject(403, f"Origin {origin!r} is not a tailnet name of this node; use one of: {names.describe()}")
 
-    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
-        """The whole body, within SIDECAR_MAX_BODY_BYTES and SIDECAR_BODY_READ_TIMEOUT (a client
-        dribbling a body must not hold a connection, a task and its quota for ever)."""
+    def _check_declared_length(self, headers: Headers) -> None:
         limit = self.config.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _Reject(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
                           Refused.BODY_TOO_LARGE)
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
+        """The whole body, within SIDECAR_MAX_BODY_BYTES and SIDECAR_BODY_READ_TIMEOUT (a client
+        dribbling a body must not hold a connection, a task and its quota for ever)."""
+        limit = self.config.max_body_bytes
+        self._check_declared_length(headers)
         chunks: list[bytes] = []
         size = 0
         try:
