@@ -23,7 +23,6 @@ SOCKS5 proxy reports whether a new TCP connection could be made at all.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -116,30 +115,11 @@ class Pair:
 
 
 def via(node, host: str, port: int = 80, path: str = "/not-mcp") -> str:
-    """A fresh TCP connection from `node` into the tailnet (its SOCKS5 proxy, so no pooled
-    connection from an earlier check can carry over a policy change: tailscale's filter
-    judges new flows), then one HTTP request. Returns "mcp-server" when the MCP server
-    (uvicorn) answered, "sidecar" when serve/the gateway did, "blocked" when no TCP
+    """From `node` into the tailnet (a new connection: node.http_get): "mcp-server" when the MCP
+    server (uvicorn) answered, "sidecar" when serve/the gateway did, "blocked" when no TCP
     connection could be made."""
-    proxy_host, proxy_port = node.proxy_url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((proxy_host, int(proxy_port)), timeout=10) as c:
-        c.settimeout(25)
-        c.sendall(b"\x05\x01\x00")
-        if c.recv(2) != b"\x05\x00":
-            raise AssertionError("the node's SOCKS5 proxy refused the greeting")
-        name = host.encode()
-        c.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
-        try:
-            reply = c.recv(10)
-        except TimeoutError:
-            return "blocked"
-        if len(reply) < 2 or reply[1] != 0:
-            return "blocked"
-        c.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := c.recv(4096):
-            data += chunk
-    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    data = node.http_get(host, port, path)
+    head = (data or b"").split(b"\r\n\r\n", 1)[0].lower()
     if not head.startswith(b"http/1.1"):
         return "blocked"
     return "mcp-server" if b"\r\nserver: uvicorn" in head else "sidecar"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,26 +61,6 @@ async def main():
         await server.serve_forever()
 asyncio.run(main())
 """
-
-
-def direct(node, host: str, port: int) -> bytes | None:
-    """A new TCP connection from tailnet node `node` to host:port (its SOCKS5 proxy), then
-    `GET /not-mcp`. None when no TCP connection could be made, else the raw answer."""
-    proxy_host, proxy_port = node.proxy_url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((proxy_host, int(proxy_port)), timeout=10) as c:
-        c.settimeout(25)
-        c.sendall(b"\x05\x01\x00")
-        assert c.recv(2) == b"\x05\x00", "the node's SOCKS5 proxy refused the greeting"
-        name = host.encode()
-        c.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
-        reply = c.recv(10)
-        if len(reply) < 2 or reply[1] != 0:
-            return None
-        c.sendall(f"GET /not-mcp HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := c.recv(4096):
-            data += chunk
-    return data
 
 
 def uids_of_tree(pid: int) -> dict[str, set[int]]:
@@ -189,19 +168,19 @@ def test_nonroot_sidecar_serves_over_the_loopback_alias_and_the_alias_is_not_rea
         # allow-all policy: the served port answers (through serve and the gateway), the
         # gateway's port on the tailnet IP does not: the forwarder dials 127.0.0.1:9080
         assert headscale.policy == ALLOW_ALL_POLICY
-        by_name = direct(client, dns_name, 80)
+        by_name = client.http_get(dns_name, 80)
         assert by_name is not None and b"not an MCP endpoint" in by_name, by_name
-        assert direct(client, ip, GATEWAY_PORT) is None
+        assert client.http_get(ip, GATEWAY_PORT) is None
 
         # the same check connects, to the gateway itself, when the gateway is reachable on
         # 127.0.0.1: this is what a gateway bound to 127.0.0.1 would give away
         relay = ns.popen([sys.executable, "-c", RELAY, str(GATEWAY_PORT)], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
         assert relay.stdout is not None and relay.stdout.readline().strip() == b"listening"
-        exposed = direct(client, ip, GATEWAY_PORT)
+        exposed = client.http_get(ip, GATEWAY_PORT)
         assert exposed is not None and b"not an MCP endpoint" in exposed, exposed
         stop(relay)
-        assert direct(client, ip, GATEWAY_PORT) is None
+        assert client.http_get(ip, GATEWAY_PORT) is None
 
         started = time.monotonic()
         proc.terminate()

@@ -38,6 +38,14 @@ from mcp_tailnet_lab.ports import free_port
 ALLOW_ALL_POLICY: dict[str, Any] = {"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}
 
 
+def served_ports_policy(server_tag: str = "tag:mcp", client_tag: str = "tag:mcp-client",
+                        ports: Iterable[int] = (80, 443)) -> dict[str, Any]:
+    """The policy we document: clients reach only the ports serve answers on (README.md)."""
+    dst = f"{server_tag}:{','.join(str(p) for p in ports)}"
+    return {"tagOwners": {server_tag: [], client_tag: []},
+            "acls": [{"action": "accept", "src": [client_tag], "dst": [dst]}]}
+
+
 class HeadscaleError(RuntimeError):
     """headscale failed to start or a CLI call failed; the message says what and why."""
 

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -104,6 +105,29 @@ class TailnetNode:
         nm = json.loads(proc.stdout)
         peers = sorted(str(p.get("StableID") or p.get("ID")) for p in nm.get("Peers") or [])
         return json.dumps([nm.get("PacketFilterRules"), peers], sort_keys=True)
+
+    def http_get(self, host: str, port: int, path: str = "/not-mcp", timeout: float = 25) -> bytes | None:
+        """One new TCP connection from this node into the tailnet (its SOCKS5 proxy: no pooled
+        connection carries over a policy change, tailscale's filter judges new flows), then
+        `GET path`. None when no TCP connection could be made, else the raw answer."""
+        with socket.create_connection((self.lan_ip, PROXY_PORT), timeout=10) as c:
+            c.settimeout(timeout)
+            c.sendall(b"\x05\x01\x00")
+            if c.recv(2) != b"\x05\x00":
+                raise TailnetError(f"node {self.name}: its SOCKS5 proxy refused the greeting")
+            name = host.encode()
+            c.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
+            try:
+                reply = c.recv(10)
+            except TimeoutError:
+                return None
+            if len(reply) < 2 or reply[1] != 0:
+                return None
+            c.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := c.recv(4096):
+                data += chunk
+        return data
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, authkey: str, *, hostname: str, extra_up_args: Sequence[str] = (), timeout: float = 90) -> TailnetNode:

@@ -5,6 +5,12 @@ what to do about it: name resolution (MagicDNS), TCP reachability (tailnet path 
 ACL), the HTTP answer of the sidecar (serve + gateway), the MCP handshake and the tool
 list (the MCP server behind it); with `--call TOOL` also one tool call, so a check from
 a tailnet machine proves the whole path end to end (the compose demo's client uses it).
+
+Beside the path, one warning step: `bypass` tries the node's MCP server port (8080, or
+`--bypass-port`) directly. In userspace mode tailscaled forwards an unserved tailnet port
+to 127.0.0.1, so if this machine can open it, the tailnet policy opens more than the
+served ports and a server on 127.0.0.1 is reachable past the gateway (docs/design.md
+fact 1). It warns and names the policy to use; it does not fail the run.
 """
 
 from __future__ import annotations
@@ -33,18 +39,23 @@ HINTS = {
 }
 
 
+BYPASS_PORT = 8080  # the MCP server's port in every deployment this repo ships
+BYPASS_TIMEOUT = 2.0  # a port the policy filters drops the SYN: no answer is "closed"
+
+
 @dataclass
 class Step:
     name: str
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False
 
 
 class Doctor:
     def __init__(self, url: str, *, transport: str | None = None, proxy: str | None = None,
                  timeout: float = 10.0, out: TextIO = sys.stdout, call: str | None = None,
-                 arguments: dict | None = None, excerpt: int = 300) -> None:
+                 arguments: dict | None = None, excerpt: int = 300, bypass_port: int = BYPASS_PORT) -> None:
         self.url = url
         self.call = call
         self.arguments = arguments or {}
@@ -55,11 +66,12 @@ class Doctor:
         self.timeout = timeout
         self.out = out
         self.steps: list[Step] = []
+        self.bypass_port = bypass_port
 
     def _report(self, step: Step) -> bool:
         self.steps.append(step)
-        print(f"{'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}", file=self.out)
-        if not step.ok and step.fix:
+        print(f"{'WARN' if step.warn else 'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}", file=self.out)
+        if (step.warn or not step.ok) and step.fix:
             print(f"     what to do: {step.fix}", file=self.out)
         return step.ok
 
@@ -94,9 +106,36 @@ class Doctor:
                               f"{port} of the node, and that the sidecar container is running"))
             return 1
         self._report(Step("tcp", True, f"connected to {target[0]}:{target[1]}"))
+        if self.bypass_port and self.bypass_port != port:
+            self._bypass_check(p.hostname, target)
         if not self._http_check():
             return 1
         return 0 if anyio.run(self._mcp_check) else 1
+
+    def _bypass_check(self, host: str, target: tuple[str, int]) -> None:
+        """Can this machine open the node's unserved MCP server port (a warning, never a failure)?"""
+        port = self.bypass_port
+        try:
+            if self.proxy:  # a CONNECT tunnel through the client's (userspace tailscaled) proxy
+                with socket.create_connection(target, timeout=BYPASS_TIMEOUT) as c:
+                    c.settimeout(BYPASS_TIMEOUT)
+                    c.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+                    opened = c.recv(64).startswith(b"HTTP/1.1 200")
+            else:
+                with socket.create_connection((target[0], port), timeout=BYPASS_TIMEOUT):
+                    opened = True
+        except OSError:
+            opened = False
+        if not opened:
+            self._report(Step("bypass", True, f"port {port} of {host} is closed to this machine (only serve's "
+                                              f"ports lead in)"))
+            return
+        self._report(Step("bypass", True, f"port {port} of {host} is open to this machine, past serve and the "
+                                          f"gateway: the tailnet policy opens more than the served ports, and in "
+                                          f"userspace mode a server on 127.0.0.1:{port} is reachable without "
+                                          f"identity, tool policy or audit", warn=True,
+                          fix='allow only the served ports of the server\'s tag, e.g. "dst": ["tag:mcp:80,443"]; '
+                              "the sidecar's /readyz (exposure) names the exact rule"))
 
     def _http_check(self) -> bool:
         try:
