@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +23,13 @@ from typing import Any
 import pytest
 
 from mcp_tailnet_lab import demo, release
-from mcp_tailnet_lab.paths import MissingComponent
+from mcp_tailnet_lab.paths import REPO_DIR, MissingComponent
 
 SERVER = demo.SERVER_HOSTNAME
 EXAMPLE = demo.EXAMPLE_HOSTNAME
 BASE_DOMAIN = "lab.tailnet"  # lab/compose/headscale/config.yaml
 SHOP = "shop"
+SHIPPED_POLICY = REPO_DIR / "lab" / "compose" / "headscale" / "policy.json"
 
 
 @dataclass
@@ -38,6 +40,28 @@ class Stack:
     marker: str  # in the names of the sample deployments: only a real call can know it
     images: dict[str, str]
     run_id: str  # the docker fixtures' per-run label value (their cleanup removes what carries it)
+    policy_file: Path | None = None  # headscale's policy, a copy of lab/compose/headscale/policy.json
+
+    def set_policy(self, policy: dict[str, Any], timeout: float = 60) -> None:
+        """Rewrite headscale's policy file in place (the bind mount keeps its inode) and reload it
+        (SIGHUP: headscale 0.29 in file mode re-reads the file), waiting for the reload line."""
+        assert self.policy_file is not None
+        headscale = self.container("headscale")
+        before = len(headscale.logs().splitlines())
+        with self.policy_file.open("r+") as fh:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(policy, indent=2))
+        headscale.kill(signal="SIGHUP")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = headscale.logs().decode(errors="replace").splitlines()[before:]
+            if any("Policy reload completed" in line for line in new):
+                return
+            if any('"level":"error"' in line and "polic" in line.lower() for line in new):
+                raise AssertionError(f"headscale refused the policy: {new[-5:]}")
+            time.sleep(0.5)
+        raise AssertionError(f"headscale did not reload its policy within {timeout} s")
 
     @property
     def network(self) -> str:
@@ -79,6 +103,10 @@ def local_stack(docker_client: Any, docker_run_id: str, repo_images: dict[str, s
         refs.append(f"{repository}:{rel.version}")
     doctor_image = f"mcp-tailnet-lab/doctor:{docker_run_id}"
     workdir = Path(tempfile.mkdtemp(prefix="mtc-compose-"))
+    workdir.chmod(0o755)
+    policy_file = workdir / "policy.json"
+    policy_file.write_text(SHIPPED_POLICY.read_text())
+    policy_file.chmod(0o644)
     marker = secrets.token_hex(3)
     project = demo.ComposeProject(name=f"mtc-{docker_run_id}-{secrets.token_hex(2)}", profiles=("example",))
     cluster = None
@@ -95,10 +123,11 @@ def local_stack(docker_client: Any, docker_run_id: str, repo_images: dict[str, s
             "INSPECTOR_KUBECONFIG_FILE": str(kubeconfig),
             "DOCTOR_CALL": "get",
             "DOCTOR_ARGUMENTS": json.dumps({"resource": "deployments", "namespace": SHOP}),
+            "HEADSCALE_POLICY_FILE": str(policy_file),
         }
         project.run("build", "doctor", "example-server", timeout=900)
         project.up()
-        yield Stack(project, docker_client, cluster, marker, {"doctor": doctor_image}, docker_run_id)
+        yield Stack(project, docker_client, cluster, marker, {"doctor": doctor_image}, docker_run_id, policy_file)
     except (demo.DemoError, MissingComponent) as exc:
         pytest.fail(f"the local compose stack did not come up: {exc}", pytrace=False)
     finally:

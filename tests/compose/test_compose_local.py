@@ -17,14 +17,15 @@ import pytest
 
 from mcp_tailnet_lab import demo
 from mcp_tailnet_lab.pods import LABEL_RUN
+from mcp_tailnet_lab.waiting import wait_for
 
-from .conftest import BASE_DOMAIN, EXAMPLE, SERVER, SHOP, Stack
+from .conftest import BASE_DOMAIN, EXAMPLE, SERVER, SHIPPED_POLICY, SHOP, Stack
 
 pytestmark = pytest.mark.slow
 
 
 def _steps(out: str) -> list[str]:
-    return [line.split(":")[0].strip() for line in out.splitlines() if line[:4] in ("ok  ", "FAIL")]
+    return [line.split(":")[0].strip() for line in out.splitlines() if line[:4] in ("ok  ", "FAIL", "WARN")]
 
 
 def _call_excerpt(out: str) -> str:
@@ -47,7 +48,8 @@ def test_inspector_by_hostname_over_both_transports(local_stack: Stack, host: st
     r = local_stack.doctor(f"http://{host}{path}", "get", {"resource": "deployments", "namespace": SHOP})
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert _steps(out) == ["ok   dns", "ok   tcp", "ok   http", "ok   handshake", "ok   tools", "ok   call"], out
+    assert _steps(out) == ["ok   dns", "ok   tcp", "ok   bypass", "ok   http", "ok   handshake", "ok   tools",
+                           "ok   call"], out
     tools = next(line for line in out.splitlines() if line.startswith("ok   tools:"))
     for name in ("get", "describe", "logs", "events"):
         assert name in tools, tools
@@ -113,9 +115,11 @@ def test_nothing_outside_the_tailnet_can_connect_to_any_port_of_the_pair(local_s
                                      "example": ("example-netns", "example-server")}[pair]
     netns = local_stack.container(netns_service)
     listeners = demo.netns_listeners(netns)
-    # What the namespace really listens on: the MCP server on loopback, and tailscaled's
-    # peer API, which userspace mode binds on every interface.
-    assert any(item.address == "127.0.0.1" and item.port == 8080 for item in listeners), listeners
+    # What the namespace really listens on: the MCP server on loopback (ours on its alias,
+    # the stock example on 127.0.0.1), and tailscaled's peer API, which userspace mode binds
+    # on every interface.
+    server_address = {"inspector": "127.0.0.3", "example": "127.0.0.1"}[pair]
+    assert any(item.address == server_address and item.port == 8080 for item in listeners), listeners
     wildcard = [item for item in listeners if item.address in ("0.0.0.0", "::")]
     assert wildcard, f"expected tailscaled's peer API on a wildcard address, found {listeners}"
     address = demo.container_ip(netns, local_stack.network)
@@ -135,6 +139,84 @@ def test_nothing_outside_the_tailnet_can_connect_to_any_port_of_the_pair(local_s
     reached |= {f"host:{p}": r for p, r in from_host.items() if r == "connected"}
     assert not reached, f"reachable from outside the tailnet: {reached} (listening: {listeners})"
     assert all(r == "refused" for r in list(from_peer.values()) + list(from_host.values())), (from_peer, from_host)
+
+
+# From the tailnet client's namespace (the doctor shares it): a CONNECT tunnel through the
+# client's HTTP proxy to <ip>:<port>, then one request whose Host is the attacker's choice.
+_TUNNEL = """
+import socket, sys
+ip, port = sys.argv[1], int(sys.argv[2])
+c = socket.create_connection(("127.0.0.1", 1055), 10); c.settimeout(30)
+c.sendall(("CONNECT %s:%d HTTP/1.1\\r\\nHost: %s:%d\\r\\n\\r\\n" % (ip, port, ip, port)).encode())
+head = c.recv(4096)
+if not head.startswith(b"HTTP/1.1 200"):
+    print("refused " + head.split(b"\\r\\n", 1)[0].decode(errors="replace")); sys.exit()
+c.sendall(b"GET /not-mcp HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\nConnection: close\\r\\n\\r\\n")
+data = b""
+while chunk := c.recv(4096):
+    data += chunk
+print("answered " + data.split(b"\\r\\n", 1)[0].decode(errors="replace") if data else "connected-no-answer")
+"""
+ALLOW_ALL = {"tagOwners": {"tag:mcp": [], "tag:mcp-client": []},
+             "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}
+
+
+def _tunnel(stack: Stack, ip: str, port: int) -> str:
+    out = stack.container("doctor").exec_run(["python3", "-c", _TUNNEL, ip, str(port)])
+    assert out.exit_code == 0, out.output
+    return out.output.decode().strip()
+
+
+def _tailnet_ip(stack: Stack, sidecar: str) -> str:
+    out = stack.container(sidecar).exec_run(["tailscale", "--socket=/tmp/tailscaled.sock", "ip", "-4"])
+    assert out.exit_code == 0, out.output
+    return out.output.decode().strip()
+
+
+def _readiness(stack: Stack, sidecar: str) -> tuple[int, dict]:
+    out = stack.container(sidecar).exec_run(["mcp-tailnet-sidecar", "probe", "ready"], demux=True)
+    text = b"".join(part or b"" for part in out.output).decode()
+    body = json.loads(text[text.index("{"):])  # "ready: ok {...}" / "ready: NOT ok {...}"
+    return out.exit_code, body["checks"]
+
+
+def test_under_allow_all_the_inspector_stays_out_of_reach_and_the_example_is_not_ready(local_stack: Stack):
+    """Issue 12 §1 with the compose pairs: under a policy that opens every port, a tailnet peer
+    reaches the stock example server on 127.0.0.1:8080 past the gateway (the forwarder's target),
+    and its sidecar says so (not ready, naming the grant); the inspector, on its loopback alias,
+    is refused on the same port and its sidecar stays ready. The shipped policy then closes both."""
+    inspector_ip, example_ip = _tailnet_ip(local_stack, "sidecar"), _tailnet_ip(local_stack, "example-sidecar")
+
+    def until(what: str, check) -> None:  # noqa: ANN001
+        wait_for(check, what, 90, interval=2.0)
+
+    def bypass_answers() -> str | None:
+        answer = _tunnel(local_stack, example_ip, 8080)
+        return answer if answer.startswith("answered") else None
+
+    local_stack.set_policy(ALLOW_ALL)
+    try:
+        until("the example sidecar to see the open port", lambda: _readiness(local_stack, "example-sidecar")[0] == 1)
+        code, checks = _readiness(local_stack, "example-sidecar")
+        detail = checks["exposure"]["detail"]
+        assert not checks["exposure"]["ok"] and all(checks[n]["ok"] for n in ("tailnet", "serve", "upstream")), checks
+        assert "port 8080" in detail and '"dst": ["tag:mcp:80"]' in detail, detail
+        code, checks = _readiness(local_stack, "sidecar")
+        assert code == 0 and "loopback alias" in checks["exposure"]["detail"], checks
+        # the same tunnel: the stock server on 127.0.0.1 answers, the inspector on 127.0.0.3 does not
+        until("the tunnel to reach the example's 127.0.0.1:8080", bypass_answers)
+        assert bypass_answers().startswith("answered HTTP/1.1")
+        assert _tunnel(local_stack, inspector_ip, 8080).startswith("refused"), "the inspector was reached"
+        # the doctor, from the same client, says the same
+        example = local_stack.doctor(f"http://{EXAMPLE}/mcp", "echo", {"text": "hi"})
+        assert "WARN bypass: port 8080" in example.stdout and "tag:mcp:80,443" in example.stdout, example.stdout
+        ours = local_stack.doctor(f"http://{SERVER}/mcp", "get", {"resource": "namespaces"})
+        assert "ok   bypass: port 8080" in ours.stdout, ours.stdout
+    finally:
+        local_stack.set_policy(json.loads(SHIPPED_POLICY.read_text()))
+    until("the example sidecar to be ready again", lambda: _readiness(local_stack, "example-sidecar")[0] == 0)
+    code, checks = _readiness(local_stack, "example-sidecar")
+    assert checks["exposure"]["ok"] and "port 8080 is closed to peers" in checks["exposure"]["detail"], checks
 
 
 def test_the_auth_key_never_appears_in_logs_or_container_config(local_stack: Stack):

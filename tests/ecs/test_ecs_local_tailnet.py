@@ -43,7 +43,7 @@ from mcp_tailnet_ecs import templates
 from mcp_tailnet_ecs.cli import main as ecs_cli
 from mcp_tailnet_ecs.local_run import LocalTask
 from mcp_tailnet_lab import demo, release
-from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
+from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY, served_ports_policy
 from mcp_tailnet_lab.paths import LAB_DIR
 from mcp_tailnet_lab.pods import PodFactory
 from mcp_tailnet_lab.waiting import wait_for
@@ -56,10 +56,7 @@ pytestmark = pytest.mark.slow
 STOCK_SERVER_TAG = "mcp-tailnet-lab/stock-mcp-server:dev"
 STOCK_SERVER_DOCKERFILE = "compose/stock-server/Dockerfile"  # relative to its build context, lab/
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:mcp-tailnet/ts-authkey-AbCdEf"
-POLICY = {
-    "tagOwners": {"tag:mcp": [], "tag:mcp-client": []},
-    "acls": [{"action": "accept", "src": ["tag:mcp-client"], "dst": ["tag:mcp:80"]}],
-}
+POLICY = served_ports_policy(ports=(80,))  # tag:mcp-client -> tag:mcp:80 (headscale: no HTTPS)
 READY_TIMEOUT_S = 240
 
 
@@ -241,3 +238,34 @@ def test_a_peer_container_reaches_nothing_in_the_task(running: dict[str, Any], f
     host, port = headscale.url.removeprefix("http://").rsplit(":", 1)
     ok = peer.exec_run(["python3", "-c", f"import socket; socket.create_connection(({host!r}, {port}), 3).close()"])
     assert ok.exit_code == 0, f"the peer reaches nothing at all, so the check above proves nothing: {ok.output!r}"
+
+
+def test_under_allow_all_the_stock_servers_sidecar_is_not_ready_and_logs_the_grant(
+        running: dict[str, Any], tailnet: Any, headscale: Any) -> None:
+    """The stock-server task keeps its third-party server on 127.0.0.1 (issue 12 §1): only the
+    tailnet policy closes the userspace bypass, so the sidecar reads its node's packet filter.
+    Under allow-all a peer really reaches 127.0.0.1:8080 past the gateway, and the sidecar is not
+    ready, naming the grant, in its readiness and in its log (what CloudWatch shows: the task's
+    health check is `probe alive`); the task's own policy (tag:mcp:80 only) makes it ready again."""
+    task, hostname = running["task"], running["hostname"]
+    ip = _sidecar(task, "tailscale", "--socket=/tmp/tailscaled.sock", "ip", "-4").output.decode().strip()
+    client_node = tailnet.node(f"ecs-aa-{secrets.token_hex(3)}")
+    headscale.set_policy(ALLOW_ALL_POLICY)
+    try:
+        def not_ready() -> bool:
+            return _sidecar(task, "mcp-tailnet-sidecar", "probe", "ready").exit_code == 1
+
+        wait_for(not_ready, "the sidecar to report the open upstream port", 90, interval=2.0)
+        out = _sidecar(task, "mcp-tailnet-sidecar", "probe", "ready").output.decode()
+        detail = json.loads(out[out.index("{"):])["checks"]["exposure"]["detail"]
+        assert "port 8080" in detail and '"dst": ["tag:mcp:80"]' in detail, detail
+        logged = [json.loads(line) for line in task.logs("tailscale", 400).splitlines() if "tailnet_exposure" in line]
+        assert any(r["level"] == "error" and r["upstream_exposed"] for r in logged), logged
+        client_node.wait_for_peers({f"{hostname}.{headscale.base_domain}"}, timeout=90)
+        answer = client_node.http_get(ip, 8080, "/not-mcp")
+        assert answer is not None and b"server: uvicorn" in answer.lower(), answer  # the bypass is real
+    finally:
+        headscale.set_policy(POLICY)
+        tailnet.remove(client_node)
+    wait_for(lambda: _sidecar(task, "mcp-tailnet-sidecar", "probe", "ready").exit_code == 0,
+             "the sidecar to be ready under the task's policy", 90, interval=2.0)

@@ -434,3 +434,64 @@ def test_a_peer_container_reaches_nothing_in_the_pod(running_pod, pod, repo_imag
     host, _, port = running_pod["cluster"].server.removeprefix("https://").rpartition(":")
     ok = peer.exec_run(["python3", "-c", f"import socket; socket.create_connection(({host!r}, {port}), 3).close()"])
     assert ok.exit_code == 0, f"the peer cannot reach anything at all, so the check above proves nothing: {ok.output}"
+
+
+# Relays 127.0.0.1:PORT to the inspector's alias for a bounded time: "the inspector, had it
+# listened on 127.0.0.1" (the manifests before issue 12 §1), run inside the pod.
+_RELAY = """
+import asyncio, sys
+alias, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    ur, uw = await asyncio.open_connection(alias, port)
+    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        try:
+            await asyncio.wait_for(server.serve_forever(), seconds)
+        except asyncio.TimeoutError:
+            pass
+asyncio.run(main())
+"""
+
+
+def test_the_inspector_is_out_of_the_forwarders_reach_under_an_allow_all_policy(running_pod, tailnet, headscale):
+    """Issue 12 §1: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1; the
+    inspector listens on a loopback alias, so even a policy that opens every port (the lab's
+    allow-all) gives a peer no way to it past serve. Positive control: the same connection
+    reaches the inspector while something relays 127.0.0.1:PORT to it."""
+    from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
+
+    wait_ready(running_pod)
+    containers, spec = running_pod["containers"], running_pod["spec"]
+    inspector = next(c for c in spec["containers"] if c["name"] == "eks-inspector")
+    alias, port = env_value(inspector, "INSPECTOR_HOST"), int(env_value(inspector, "INSPECTOR_PORT"))
+    assert headscale.policy == ALLOW_ALL_POLICY
+    out = containers["tailscale"].exec_run(["tailscale", "--socket=/tmp/tailscaled.sock", "ip", "-4"])
+    assert out.exit_code == 0, out.output
+    ip = out.output.decode().strip()
+    client_node = tailnet.node(f"mb-{secrets.token_hex(3)}")
+    try:
+        client_node.wait_for_peers({f"{running_pod['hostname']}.{headscale.base_domain}"}, timeout=90)
+        # by name: the sidecar answers (the path works from this node)
+        by_name = client_node.http_get(f"{running_pod['hostname']}.{headscale.base_domain}", 80, "/healthz")
+        assert by_name is not None and by_name.startswith(b"HTTP/1.1"), by_name
+        assert client_node.http_get(ip, port, "/healthz") is None  # refused: nothing on 127.0.0.1:PORT
+
+        containers["eks-inspector"].exec_run(["python3", "-c", _RELAY, alias, str(port), "60"], detach=True)
+        listening = f"import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
+        wait_for(lambda: containers["eks-inspector"].exec_run(["python3", "-c", listening]).exit_code == 0,
+                 "the relay on 127.0.0.1 inside the pod", 30, interval=0.5)
+        exposed = client_node.http_get(ip, port, "/healthz")
+        assert exposed is not None and b'"status":"ok"' in exposed.replace(b" ", b""), exposed  # the inspector
+        wait_for(lambda: containers["eks-inspector"].exec_run(["python3", "-c", listening]).exit_code != 0,
+                 "the relay to stop", 90, interval=1.0)
+        assert client_node.http_get(ip, port, "/healthz") is None
+    finally:
+        tailnet.remove(client_node)
