@@ -36,6 +36,8 @@ from mcp_tailnet_lab.node_gateway import NodeGateway, start_node_gateway
 from mcp_tailnet_lab.paths import REPO_DIR
 from mcp_tailnet_lab.sidecar_run import STOCK_PORT
 from mcp_tailnet_lab.tailnet import TailnetNode
+from mcp_tailnet_sidecar.clients import Target, mcp_remote_args
+
 
 from .matrix import EVERYTHING, STOCK, Cell, Client, Server, Transport
 
@@ -68,8 +70,9 @@ class Matrix:
     def target(self, server: Server, transport: Transport) -> Served:
         return self.served[(server.key, transport)]
 
-    def url(self, server: Server, transport: Transport) -> str:
-        return f"http://{self.target(server, transport).host}{transport.path}"
+    def printed(self, server: Server, transport: Transport) -> Target:
+        """What `mcp-tailnet-sidecar clients --host <short name>` configures for this server."""
+        return Target(self.target(server, transport).host, transport)
 
 
 @dataclass
@@ -131,22 +134,24 @@ def matrix(tailnet, headscale) -> Iterator[Matrix]:
 
 def client_argv(m: Matrix, cell: Cell) -> list[str]:
     """The command that runs `cell`'s client once: list the tools, call the server's tool."""
-    url = m.url(cell.server, cell.transport)
+    target = m.printed(cell.server, cell.transport)
     call = ["--tool", cell.server.tool, "--arguments", json.dumps(cell.server.arguments),
             "--timeout", str(CLIENT_TIMEOUT)]
-    kind = "sse" if cell.transport is Transport.SSE else "http"
+    kind = target.transport.value
     if cell.client in (Client.PY_AUTO, Client.PY_LEGACY):
         mode = "auto" if cell.client is Client.PY_AUTO else "legacy"
-        return [sys.executable, str(HERE / "py_client.py"), "--url", url, "--transport", kind, "--mode", mode, *call]
+        return [sys.executable, str(HERE / "py_client.py"), "--url", target.url, "--transport", kind, "--mode", mode,
+                *call]
     ts = [m.node_clients.node, str(HERE / "ts_client.mjs"), "--sdk-dir", str(m.node_clients.sdk_dir)]
     if cell.client is Client.TS:
-        return [*ts, "--url", url, "--transport", kind, *call]
-    # mcp-remote exactly as `mcp-tailnet-sidecar clients` prints it for Claude Desktop, driven
-    # over stdio by the TypeScript SDK's client (what a desktop app does)
-    remote = ["--transport", "sse-only" if cell.transport is Transport.SSE else "http-only", "--allow-http"]
-    if cell.client is Client.REMOTE_AUTO:
-        remote += ["--protocol", "auto"]
-    return [*ts, "--transport", "stdio", *call, "--", *m.node_clients.mcp_remote(url, *remote)]
+        return [*ts, "--url", target.url, "--transport", kind, *call]
+    # mcp-remote with exactly the arguments `mcp-tailnet-sidecar clients` prints for Claude
+    # Desktop (npx's package spec replaced by the lab's install of that same version), driven
+    # over stdio by the TypeScript SDK's client, as a desktop app does
+    npx_args = mcp_remote_args(target)
+    assert npx_args[:2] == ["-y", f"mcp-remote@{m.node_clients.versions['mcp-remote']}"], npx_args
+    extra = ["--protocol", "auto"] if cell.client is Client.REMOTE_AUTO else []
+    return [*ts, "--transport", "stdio", *call, "--", *m.node_clients.mcp_remote(*npx_args[2:], *extra)]
 
 
 def run_client(m: Matrix, cell: Cell) -> Observed:

@@ -12,6 +12,7 @@ from importlib.metadata import version
 from itertools import product
 
 from mcp_tailnet_lab.paths import versions
+from mcp_tailnet_sidecar.clients import Transport
 
 V = versions()
 PY_SDK = f"mcp {version('mcp')}"
@@ -19,13 +20,8 @@ MODERN = "2026-07-28"
 HANDSHAKE = "2025-11-25"
 
 
-class Transport(Enum):
-    HTTP = ("Streamable HTTP", "/mcp")
-    SSE = ("SSE", "/sse")
-
-    def __init__(self, label: str, path: str) -> None:
-        self.label = label
-        self.path = path
+# how the doc names each transport
+TRANSPORT_LABEL = {Transport.HTTP: "Streamable HTTP", Transport.SSE: "SSE"}
 
 
 @dataclass(frozen=True)
@@ -98,5 +94,5 @@ def render_table() -> str:
              "|---|---|---|---|---|---|"]
     for cell in CELLS:
         e = EXPECTED[cell]
-        lines.append(f"| {cell.client.value} | {cell.server.label} | {cell.transport.label} | pass | {e.wire} | {e.app} |")
+        lines.append(f"| {cell.client.value} | {cell.server.label} | {TRANSPORT_LABEL[cell.transport]} | pass | {e.wire} | {e.app} |")
     return "\n".join(lines)
