@@ -81,7 +81,8 @@ class Kube:
             reason = " ".join(str(exc.reason).split())[:200]
             raise InspectorError(f"{op.verb} {op.qualified}: cannot reach the API server ({reason})") from None
         except urllib3.exceptions.HTTPError as exc:
-            kind = "did not answer within %gs" % t if "timed out" in str(exc).lower() else "is unreachable"
+            kind = (f"did not answer within {t:.1f}s (INSPECTOR_CALL_TIMEOUT is {self.timeout:g}s)"
+                    if "timed out" in str(exc).lower() else "is unreachable")
             raise InspectorError(f"{op.verb} {op.qualified}: the API server {kind}") from None
         if not 200 <= resp.status <= 299:
             raise from_status(resp.status, data, op)
