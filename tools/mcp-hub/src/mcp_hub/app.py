@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import anyio
+from mcp.server.runner import serve_loop
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
@@ -49,7 +50,10 @@ def _endpoint(base: str, mcp_server: server.HubServer, security: TransportSecuri
 
     async def handle_sse(scope: Scope, receive: Receive, send: Send) -> None:
         async with sse.connect_sse(scope, receive, send) as (read, write):
-            await mcp_server.run(read, write, mcp_server.create_initialization_options())
+            # Handshake-only (not Server.run's dual-era loop): a discover probe must not lock
+            # the stream into the sessionless era; refused, the client falls back to initialize.
+            await serve_loop(mcp_server, read, write, lifespan_state={},
+                             init_options=mcp_server.create_initialization_options())
 
     class _Sse:  # an ASGI endpoint class, so Starlette hands it the raw scope
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -49,6 +49,13 @@ LIST_CHANGED: dict[type, tuple[Kind, ...]] = {
 }
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups from task groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class Unavailable(Exception):
     """The upstream cannot answer now; str() says why, for the client and the log."""
 
@@ -121,16 +128,8 @@ class Link:
                     await self.listener.changed(self, tuple(Kind))
                     await self._dead.wait()
                     reason = self._dead_reason
-            except Unavailable as exc:
-                reason = str(exc)
-            except MCPError as exc:
-                reason = f"the upstream refused to start: {exc.error.message}"
-            except TimeoutError:
-                reason = f"no answer to initialize within {self.limits.start_timeout:g} s"
-            except OSError as exc:
-                reason = f"cannot start: {exc.strerror or exc}"
             except Exception as exc:  # the hub keeps serving the others whatever one upstream does
-                reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+                reason = self._why(_leaf(exc))
             if anyio.current_time() - started >= self.limits.restart_max:
                 delay = self.limits.restart_initial
             was_up = self.state is State.UP
@@ -166,6 +165,17 @@ class Link:
             with anyio.fail_after(self.limits.start_timeout):
                 await session.initialize()
             yield session
+
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, Unavailable):
+            return str(exc)
+        if isinstance(exc, MCPError):
+            return f"the upstream refused to start: {exc.error.message}"
+        if isinstance(exc, TimeoutError):
+            return f"no answer to initialize within {self.limits.start_timeout:g} s"
+        if isinstance(exc, OSError):
+            return f"cannot start: {exc.strerror or exc}"
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
 
     def _headers(self) -> dict[str, str]:
         return {k: reveal(v) for k, v in self.server.headers.items()}
@@ -281,8 +291,12 @@ class Link:
             self.die(f"the connection closed ({exc.error.message})")
 
     async def request(self, what: str, call: Callable[[ClientSession], Awaitable[Any]]) -> Any:
-        """Run one request on the upstream within its call_timeout; failures become Unavailable."""
-        session = await self._ready(self.limits.list_timeout)
+        """Run one request on the upstream within its call_timeout; failures become Unavailable.
+
+        A call may wait for a starting upstream up to start_timeout (it targets that one
+        server); a listing waits only list_timeout (it must not hold up the others).
+        """
+        session = await self._ready(self.limits.start_timeout)
         child = self.child
         try:
             with anyio.fail_after(self.server.call_timeout):
