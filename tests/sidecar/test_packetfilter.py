@@ -83,6 +83,7 @@ def test_the_explicit_setting_accepts_the_risk_and_still_says_it():
     ("http://127.0.0.3:8080", STATUS, ALLOW_ALL),  # our own servers: a loopback alias
     (UPSTREAM, {**STATUS, "TUN": True}, ALLOW_ALL),  # kernel mode forwards nothing to loopback
     (UPSTREAM, STATUS, SERVED_ONLY),  # the policy opens only the served ports
+    ("http://127.0.0.1:80", STATUS, ALLOW_ALL),  # serve answers port 80 itself: nothing is forwarded
 ])
 def test_ready_when_the_forwarder_cannot_reach_the_upstream(upstream, status, matches):
     verdict = assess(matches, status, served=[80, 443], upstream_url=upstream, accept_risk=False)

@@ -173,13 +173,15 @@ def assess(matches: Any, status: Mapping[str, Any], *, served: Sequence[int], up
     unserved = _minus(opened, served)
     port = upstream_port(upstream_url)
     userspace = not status.get("TUN", False)
-    exposed = userspace and forwarder_reaches(upstream_url) and any(port in r for r in opened)
+    # a served port is answered by serve inside tailscaled, never forwarded to loopback
+    exposed = userspace and forwarder_reaches(upstream_url) and port not in served and any(port in r for r in opened)
     served_ranges = _merge(PortRange(p, p) for p in served)
     summary = f"peers may open TCP {describe(opened)} of this node; beyond the served {describe(served_ranges)}: " \
               f"{describe(unserved)}"
     if not exposed:
         why = ("the upstream is on a loopback alias the forwarder never dials" if not forwarder_reaches(upstream_url)
                else "TUN mode: no loopback forwarding" if not userspace
+               else f"the upstream's port {port} is served, not forwarded" if port in served
                else f"the upstream's port {port} is closed to peers")
         return Exposure(True, True, f"{summary} ({why})", unserved, False)
     risk = (f"the tailnet policy lets peers open port {port} of this node, which userspace tailscaled forwards to "
