@@ -32,7 +32,7 @@ async def session(args: argparse.Namespace) -> dict[str, object]:
     with anyio.fail_after(args.timeout):
         async with Client(transport, mode=args.mode) as client:
             out["protocolVersion"] = client.protocol_version
-            info = client.session.server_info if hasattr(client.session, "server_info") else None
+            info = client.session.server_info  # optional at 2026-07-28; both servers here send it
             out["serverInfo"] = _jsonable(info) if info is not None else None
             out["tools"] = sorted(t.name for t in (await client.list_tools()).tools)
             result = await client.call_tool(args.tool, json.loads(args.arguments))
