@@ -10,7 +10,6 @@ import time
 
 import anyio
 import httpx
-import pytest
 
 from inspector_support import apply, base_env, ok, running_inspector, session
 
@@ -34,24 +33,29 @@ def test_foreign_host_refused_allowed_host_accepted(cluster, tmp_path) -> None:
 def test_sigterm_with_an_open_sse_stream_exits_0_within_the_grace(cluster, tmp_path) -> None:
     env = {**base_env(cluster.kubeconfig), "INSPECTOR_SHUTDOWN_GRACE": "3"}
     with running_inspector(env, tmp_path) as server:
-        stopped: dict[str, float] = {}
+        seen: dict[str, bool] = {}
 
         async def hold_stream_and_stop() -> None:
             async with session(server.base, "sse") as s:
                 await s.call_tool("api_resources", {})
-                t = time.monotonic()
                 server.proc.send_signal(signal.SIGTERM)
-                with anyio.fail_after(30):
+                with anyio.fail_after(30):  # the grace is 3 s: 30 s means it was not honoured
                     while server.proc.poll() is None:
                         await anyio.sleep(0.1)
-                stopped["after"] = time.monotonic() - t
+                seen["exited_with_the_stream_open"] = True
 
-        with pytest.raises(BaseException):  # noqa: B017 - the stream is cut under the client: any error is fine
+        try:
             anyio.run(hold_stream_and_stop)
-            raise RuntimeError("stream survived")  # reached only if the server closed the stream politely
+        except Exception:
+            # Leaving the session after the server went away may raise (the stream was cut under
+            # the client); only what happened before that is the test's business.
+            if not seen:
+                raise
+        assert seen == {"exited_with_the_stream_open": True}
         assert server.proc.wait(timeout=30) == 0, server.logs()[-2000:]
         lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
         assert lines and all("msg" in entry and "level" in entry for entry in lines)  # one JSON object per line
+        assert lines[-1]["msg"] == "stopped"  # the drained path, not a crash or a kill
 
 
 def test_broken_aggregated_api_does_not_hang_discovery(cluster, inspector) -> None:

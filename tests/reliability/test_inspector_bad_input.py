@@ -11,21 +11,15 @@ server's log for crashes ("outcome": "crash"), traces and the value.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reliability_support import bad_log_lines, free_port, leaks, stop, wait_for
+from inspector_process import Running, running_inspector
+from reliability_support import bad_log_lines, leaks
 
 pytestmark = pytest.mark.slow
 
@@ -33,35 +27,6 @@ SECRET_VALUE = "s3cr3t-RELIABILITY-value-9d41"
 OTHER_MARKER = "other-namespace-marker-77ab"
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@dataclass
-class Running:
-    base: str
-    proc: subprocess.Popen
-    log: Path
-    session: str
-    allowed: str
-    other: str
-    client: httpx.Client
-    _id: int = 100
-
-    def rpc(self, method: str, params: dict | None = None) -> tuple[int, str, dict | None]:
-        """POST one JSON-RPC request on the session; (status, raw text, the JSON-RPC answer)."""
-        self._id += 1
-        msg = {"jsonrpc": "2.0", "id": self._id, "method": method, **({"params": params} if params is not None else {})}
-        r = self.client.post("/mcp", content=json.dumps(msg).encode(), headers={**ACCEPT, "mcp-session-id": self.session})
-        answer = None
-        for line in r.text.splitlines():
-            if line.startswith("data:"):
-                answer = json.loads(line[5:])
-        if answer is None and r.headers.get("content-type", "").startswith("application/json"):
-            answer = r.json()
-        return r.status_code, r.text, answer
-
-    def call(self, tool: str, args: dict) -> tuple[int, str, dict | None]:
-        return self.rpc("tools/call", {"name": tool, "arguments": args})
 
 
 @pytest.fixture(scope="module")
@@ -74,33 +39,17 @@ def inspector(cluster, tmp_path_factory) -> Iterator[Running]:
     cluster.kubectl("apply", "-n", allowed, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": SECRET_VALUE}}))
     cluster.kubectl("apply", "-n", other, "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-b"}, "data": {"k": OTHER_MARKER}}))
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-b", "labels": {"marker": OTHER_MARKER}},
+        "data": {"k": OTHER_MARKER}}))  # the label shows even where ConfigMap values are summarised
     cluster.kubectl("apply", "-n", allowed, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-a", "labels": {"app": "web"}},
         "data": {"k": "fine"}}))
-    port = free_port()
-    log = tmp_path_factory.mktemp("rel-inspector") / "inspector.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INSPECTOR_", "AWS_", "KUBECONFIG"))}
-    env.update({"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-                "AWS_EC2_METADATA_DISABLED": "true", "INSPECTOR_EKS_TOOLS": "off",
-                "INSPECTOR_KUBECONFIG": str(cluster.kubeconfig), "INSPECTOR_NAMESPACES": allowed,
-                "INSPECTOR_HOST": "127.0.0.1", "INSPECTOR_PORT": str(port), "INSPECTOR_CALL_TIMEOUT": "15"})
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "eks_inspector"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=60)
     try:
-        wait_for(lambda: client.get("/healthz").status_code == 200, "eks-inspector /healthz", timeout=60, proc=proc)
-        r = client.post("/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "rel", "version": "1"}}},
-            headers=ACCEPT)
-        sid = r.headers["mcp-session-id"]
-        client.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                    headers={**ACCEPT, "mcp-session-id": sid})
-        yield Running(base, proc, log, sid, allowed, other, client)
+        with running_inspector(cluster.kubeconfig, tmp_path_factory.mktemp("rel-inspector"),
+                               INSPECTOR_NAMESPACES=allowed, INSPECTOR_CALL_TIMEOUT="15") as server:
+            server.allowed, server.other = allowed, other
+            yield server
     finally:
-        client.close()
-        stop(proc)
         for ns in (allowed, other):
             cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -149,12 +98,31 @@ BAD_SELECTORS = ["!!!", "a in (", "a in (b", "=", "==x", "a=b,", ",", "a!=", "a=
                  "metadata.name=\n", "status.phase=Running&limit=1", "%", "{", "app=web\r\nX: y"]
 
 
+# Selectors the API server certainly refuses (syntax, a key or value it cannot hold).
+MALFORMED_LABEL_SELECTORS = {"!!!", "a in (", "a in (b", "=", "==x", "a=" + "v" * 70, "x" * 10000, "\u202e=1",
+                             "a b c", "a==b==c", "status.phase=Running&limit=1", "%", "{", "app=web\r\nX: y"}
+
+
 def test_bad_selectors_get_tool_errors(inspector):
+    """Each selector gets a tool answer: a one-line refusal naming the request, or (for one the API
+    server accepts) a list that holds nothing beyond the allowed namespace's own ConfigMap."""
+    refused = set()
     for sel in BAD_SELECTORS:
         for key in ("label_selector", "field_selector"):
             args = {"resource": "configmaps", "namespace": inspector.allowed, key: sel}
             answer = answered(inspector, *inspector.call("get", args), (key, sel[:40]))
-            assert "result" in answer or "error" in answer
+            assert "result" in answer, (key, sel[:40], answer)  # a tool answer, not a protocol error
+            result = answer["result"]
+            text = result["content"][0]["text"]
+            if result.get("isError"):
+                assert text.startswith("bad request for list configmaps") and "\n" not in text, (key, sel[:40], text)
+                refused.add((key, sel))
+            else:
+                assert {row[0] for row in result["structuredContent"]["rows"]} <= {"cm-a"}, (key, sel[:40])
+    # configmaps have no field but metadata.name/namespace; the API server reads ",", "=" and
+    # "metadata.name=\n" as empty terms or an empty name (it answered them with no items above)
+    assert {sel for key, sel in refused if key == "field_selector"} >= set(BAD_SELECTORS) - {",", "=", "metadata.name=\n"}
+    assert {sel for key, sel in refused if key == "label_selector"} >= MALFORMED_LABEL_SELECTORS
 
 
 HUGE = "n" * 200_000
