@@ -128,7 +128,7 @@ def test_clients_config_is_ready_to_paste():
     lines = text.splitlines()
     start = lines.index("{")
     desktop = json.loads("\n".join(lines[start:lines.index("}", start) + 1]))
-    assert desktop["mcpServers"]["inspector"]["args"] == ["-y", "mcp-remote", "http://mcp-inspector/mcp",
+    assert desktop["mcpServers"]["inspector"]["args"] == ["-y", f"mcp-remote@{clients.MCP_REMOTE_VERSION}", "http://mcp-inspector/mcp",
                                                           "--transport", "http-only", "--allow-http"]
     sse = clients.render("mcp-inspector.tail.example", "sse", scheme="https")
     assert "claude mcp add --transport sse tailnet-mcp https://mcp-inspector.tail.example/sse" in sse
