@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eks_inspector import __version__
-from eks_inspector.config import ConfigError, load
+from eks_inspector.config import ConfigError, ConfigMapValues, load
 
 from inspector_support import base_env
 
@@ -27,6 +27,7 @@ from inspector_support import base_env
     ("INSPECTOR_KUBECONFIG", "/nonexistent/kubeconfig"),
     ("INSPECTOR_ALLOWED_HOSTS", "evil host"),
     ("INSPECTOR_LOG_LEVEL", "chatty"),
+    ("INSPECTOR_CONFIGMAP_VALUES", "all"),
 ])
 def test_bad_value_exits_2_naming_the_variable(var: str, value: str) -> None:
     env = {**base_env(None), var: value}
@@ -46,6 +47,8 @@ def test_defaults() -> None:
     s = load({})
     assert (s.host, s.port, s.output_cap, s.transports) == ("127.0.0.1", 8080, 64 * 1024, ("sse", "streamable-http"))
     assert load({"INSPECTOR_OUTPUT_CAP": "32KiB"}).output_cap == 32 * 1024
+    assert s.configmap_values is ConfigMapValues.SUMMARY
+    assert load({"INSPECTOR_CONFIGMAP_VALUES": "Show"}).configmap_values is ConfigMapValues.SHOW
 
 
 def test_version() -> None:

@@ -231,3 +231,23 @@ def test_hostile_text_costs_linear_time(shape: str) -> None:
 
     small, large = cost(20_000), cost(160_000)
     assert large / max(small, 1e-4) < 24, f"{shape}: {small:.4f}s -> {large:.4f}s"
+
+
+def test_server_log_lines_are_scrubbed_too() -> None:
+    """An exception can quote what it choked on: the JSON log line gets the same scrubber."""
+    import logging
+
+    from eks_inspector.jsonlog import JsonFormatter
+
+    try:
+        raise ValueError(f"cannot parse DATABASE_URL=postgres://app:{CANARY}@db")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("eks_inspector", logging.ERROR, __file__, 1, "tool failed with token=%s",
+                                   (CANARY,), sys.exc_info())
+    line = JsonFormatter().format(record)
+    assert CANARY not in line
+    entry = json.loads(line)
+    assert entry["msg"] == "tool failed with token=[REDACTED]"
+    assert entry["error"] == "ValueError: cannot parse DATABASE_URL=postgres://app:[REDACTED]@db"

@@ -1,4 +1,7 @@
-"""One JSON object per log line, so log pipelines parse without regexes."""
+"""One JSON object per log line, so log pipelines parse without regexes.
+
+The message and any error text pass through the same scrubber as tool answers: an
+exception can quote what it choked on, and logs are read by more people than answers."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import logging
 import sys
 import time
 
+from eks_inspector.scrub import scrub_text
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -14,10 +19,10 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": scrub_text(record.getMessage()),
         }
         if record.exc_info and record.exc_info[0] is not None:
-            entry["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+            entry["error"] = scrub_text(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
         for key in ("tool", "duration_ms", "outcome"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
