@@ -272,3 +272,29 @@ def test_configmap_values_opt_in(cluster, planted, tmp_path) -> None:
             assert data["app.properties"] == "db.url=postgres://app:[REDACTED]@db:5432/app\nlog.level=debug\n"
             assert data["notes"] == f"plain words {canary('cm2')}"  # not credential-shaped: the opt-in shows it
             assert result.structured_content["binaryData"]["blob"] == base64.b64encode(canary("cm4").encode()).decode()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sorting_by_a_hidden_value_tells_nothing(cluster, inspector, planted, transport: str) -> None:
+    """Sorted by a hidden field, the order would say how the hidden values compare; it must be
+    the order of what is shown instead (here: equal markers, so the API's name order)."""
+    ns, group = planted["ns"], planted["group"]
+    for name, value in (("sort-a", "zzzz"), ("sort-b", "aaaa")):  # names ascend, values descend
+        apply(cluster, json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                   "metadata": {"name": name, "labels": {"sort": "yes"}},
+                                   "data": {"DB_PASSWORD": f"{value}{CID}"}}), ns)
+        apply(cluster, json.dumps({"apiVersion": f"{group}/v1", "kind": "DbCluster",
+                                   "metadata": {"name": name, "labels": {"sort": "yes"}},
+                                   "spec": {"engine": "x", "credentials": {"password": f"{value}{CID}"},
+                                            "auth": {"apiKey": f"{value}{CID}"}}}), ns)
+    by = {"namespace": ns, "label_selector": "sort=yes"}
+    for resource, sort_by, output in (("configmaps", "data.DB_PASSWORD", "json"),
+                                      (f"dbclusters.{group}", "spec.credentials.password", "yaml"),
+                                      (f"dbclusters.{group}", "PASSWORD", "table"),
+                                      (f"dbclusters.{group}", "LOGIN", "table"),
+                                      (f"dbclusters.{group}", "spec.auth.apiKey", "table")):
+        result = inspector.call("get", {"resource": resource, **by, "sort_by": sort_by, "output": output}, transport)
+        names = ([item["metadata"]["name"] for item in result.structured_content["items"]] if output != "table"
+                 else [row[0] for row in result.structured_content["rows"]])
+        assert names == ["sort-a", "sort-b"], (resource, sort_by, names)
+        assert not leaked(wire(result))

@@ -304,19 +304,28 @@ class Renderer:
         return self._result(text, structured)
 
     def _clean_rows(self, t: Table) -> list[list[Any]]:
-        """Cells are scrubbed with their column as the key, and like the same value in the row's
-        object: a CRD's printer column can point at any field."""
+        columns = list(t.columns)
         rows = []
         for i, r in enumerate(t.rows):
-            columns = list(t.columns) + [None] * max(len(r) - len(t.columns), 0)
-            row = [scrub_tree(_sanitize(c, False, self.show_configmap_values), col) for c, col in zip(r, columns)]
-            obj = t.row_objects[i] if i < len(t.row_objects) else None
-            if isinstance(obj, dict) and obj:
-                swapped = replaced_values(_sanitize(obj, False, True))
-                row = [swapped.get(orig, new) if isinstance(orig, (str, int, float)) and not isinstance(orig, bool)
-                       else new for orig, new in zip(r, row)]
-            rows.append(row)
+            swapped = self._row_swaps(t.row_objects[i] if i < len(t.row_objects) else None)
+            rows.append([self._clean_cell(c, columns[n] if n < len(columns) else None, swapped)
+                         for n, c in enumerate(r)])
         return rows
+
+    @staticmethod
+    def _row_swaps(obj: Any) -> dict[Any, Any]:
+        return replaced_values(_sanitize(obj, False, True)) if isinstance(obj, dict) and obj else {}
+
+    def _clean_cell(self, cell: Any, column: str | None, swapped: dict[Any, Any]) -> Any:
+        """A cell scrubbed with its column as the key, and like the same value in the row's object:
+        a CRD's printer column can point at any field."""
+        if isinstance(cell, (str, int, float)) and not isinstance(cell, bool) and cell in swapped:
+            return swapped[cell]
+        return scrub_tree(_sanitize(cell, False, self.show_configmap_values), column)
+
+    def clean_cell(self, cell: Any, column: str | None, row_object: Any = None) -> Any:
+        """What a Table cell will read as (tools sort by this, never by the raw value)."""
+        return self._clean_cell(cell, column, self._row_swaps(row_object))
 
     def _finish_objects(self, a: Objects) -> CallToolResult:
         objs = [self.sanitize(o, a.secret_metadata) for o in a.objects]

@@ -14,7 +14,7 @@ from eks_inspector.context import Inspector, dig
 from eks_inspector.discovery import Resource
 from eks_inspector.errors import InspectorError, Op
 from eks_inspector.kube import ACCEPT_JSON, ACCEPT_METADATA, ACCEPT_TABLE, api_path
-from eks_inspector.render import Answer, Objects, Table
+from eks_inspector.render import Answer, Objects, Renderer, Table
 
 Output = Literal["table", "wide", "name", "yaml", "json"]
 DEFAULT_LIMIT = 500
@@ -39,6 +39,8 @@ def check_secret_access(resource: Resource, include_secret_metadata: bool) -> No
 
 
 def _sort(items: list[Any], sort_by: str, key_of: Any) -> list[Any]:
+    """Sorted by `key_of`, which must read cleaned values: an order by a hidden value would tell
+    the caller how hidden values compare (a password's first letter, one call at a time)."""
     def key(item: Any) -> tuple[int, Any]:
         v = key_of(item)
         if v is None:
@@ -50,7 +52,7 @@ def _sort(items: list[Any], sort_by: str, key_of: Any) -> list[Any]:
     return sorted(items, key=key)
 
 
-def _table_answer(doc: dict[str, Any], wide: bool, show_ns: bool, sort_by: str | None) -> Table:
+def _table_answer(doc: dict[str, Any], wide: bool, show_ns: bool, sort_by: str | None, renderer: Renderer) -> Table:
     cols = [c for c in doc.get("columnDefinitions") or [] if wide or not c.get("priority")]
     all_cols = doc.get("columnDefinitions") or []
     idx = [all_cols.index(c) for c in cols]
@@ -60,9 +62,11 @@ def _table_answer(doc: dict[str, Any], wide: bool, show_ns: bool, sort_by: str |
         col = sort_by.strip().lower()
         if col in names:
             i = names.index(col)
-            rows_in = _sort(rows_in, sort_by, lambda r: (r.get("cells") or [None] * (i + 1))[i])
+            column = str(all_cols[i].get("name", ""))
+            rows_in = _sort(rows_in, sort_by, lambda r: renderer.clean_cell(
+                (r.get("cells") or [None] * (i + 1))[i], column, r.get("object")))
         else:
-            rows_in = _sort(rows_in, sort_by, lambda r: dig(r.get("object") or {}, sort_by))
+            rows_in = _sort(rows_in, sort_by, lambda r: dig(renderer.sanitize(r.get("object") or {}), sort_by))
     columns = (["NAMESPACE"] if show_ns else []) + [str(c.get("name", "")).upper() for c in cols]
     rows = []
     for r in rows_in:
@@ -142,7 +146,7 @@ def _get_one(ins: Inspector, r: Resource, name: str, ns: str | None, output: str
     if output in ("table", "wide"):
         doc = ins.kube.get(path, op, [("includeObject", "Object")] if full_rows(r) else [], accept=ACCEPT_TABLE)
         if doc.get("kind") == "Table":
-            return _table_answer(doc, output == "wide", False, None)
+            return _table_answer(doc, output == "wide", False, None, ins.renderer)
         return Objects([doc], "yaml", single=True, secret_metadata=secret_meta)
     doc = ins.kube.get(path, op, accept=ACCEPT_JSON)
     return Objects([doc], output, single=True, secret_metadata=secret_meta)  # type: ignore[arg-type]
@@ -175,7 +179,7 @@ def _list(ins: Inspector, r: Resource, ns: str | None, label_selector: str | Non
         include = "Object" if needs_object else "Metadata"
     doc = ins.kube.get(path, op, _query(label_selector, field_selector, limit, cont, include), accept=_accept(output))
     if table and doc.get("kind") == "Table":
-        return _table_answer(doc, output == "wide", r.namespaced and ns is None, sort_by)
+        return _table_answer(doc, output == "wide", r.namespaced and ns is None, sort_by, ins.renderer)
     items = doc.get("items") or []
     kind = r.kind
     api_version = r.group_version
@@ -183,7 +187,7 @@ def _list(ins: Inspector, r: Resource, ns: str | None, label_selector: str | Non
         it["kind"] = kind
         it["apiVersion"] = api_version
     if sort_by:
-        items = _sort(items, sort_by, lambda o: dig(o, sort_by))
+        items = _sort(items, sort_by, lambda o: dig(ins.renderer.sanitize(o, secret_meta), sort_by))
     meta = doc.get("metadata") or {}
     fmt = "yaml" if table else output
     return Objects(items, fmt, continue_token=meta.get("continue") or None,  # type: ignore[arg-type]
