@@ -27,6 +27,7 @@ from hub_support import (
     text,
     time_server,
 )
+from mcp_tailnet_lab.gateway_process import start_stock_server, stop
 from mcp_tailnet_lab.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -250,3 +251,22 @@ def test_sigterm_ends_every_session_and_child_and_exits_zero(workdir: Path) -> N
             anyio.run(run)
         assert hub.proc.returncode == 0
         # hub_running checks the exit code and that no child outlived the hub
+
+
+@pytest.mark.parametrize("upstream", ["streamable-http", "sse"])
+def test_http_and_sse_upstreams_are_relayed_and_shared(workdir: Path, upstream: str) -> None:
+    stock = start_stock_server()
+    try:
+        url = f"{stock.url}/mcp" if upstream == "streamable-http" else f"{stock.url}/sse"
+        with hub_running(workdir, {"stock": {"transport": upstream, "url": url}}) as hub:
+            async def run() -> None:
+                async with connected(hub.base, "streamable-http") as a, connected(hub.base, "sse") as b:
+                    for c in (a, b):
+                        assert {"stock_add", "stock_echo"} <= await tool_names(c)
+                        r = await c.call_tool("stock_add", {"a": 20, "b": 22})
+                        assert not r.is_error and "42" in text(r)
+            anyio.run(run)
+            assert hub.health()["shared"]["stock"]["state"] == "up"
+            assert hub.started_children() == []
+    finally:
+        stop(stock.proc)

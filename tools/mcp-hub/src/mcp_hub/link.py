@@ -151,11 +151,15 @@ class Link:
                 self.child = child
                 tg.start_soon(self._watch_child, child)
             elif self.server.transport is config.Transport.STREAMABLE_HTTP:
+                # No DELETE on close: sent from a cancelled link it held the hub's shutdown
+                # forever (tests/hub: SIGTERM with a shared HTTP upstream); the upstream's own
+                # idle timeout ends the session instead.
                 client = await stack.enter_async_context(httpx2.AsyncClient(
                     headers=self._headers(), timeout=httpx2.Timeout(self.limits.start_timeout,
                                                                     read=self.server.call_timeout + 5)))
                 read, write = await stack.enter_async_context(streamable_http_client(self.server.url,
-                                                                                    http_client=client))
+                                                                                    http_client=client,
+                                                                                    terminate_on_close=False))
             else:
                 read, write = await stack.enter_async_context(sse_client(
                     self.server.url, headers=self._headers(), timeout=self.limits.start_timeout,
