@@ -479,9 +479,11 @@ def test_the_inspector_is_out_of_the_forwarders_reach_under_an_allow_all_policy(
     client_node = tailnet.node(f"mb-{secrets.token_hex(3)}")
     try:
         client_node.wait_for_peers({f"{running_pod['hostname']}.{headscale.base_domain}"}, timeout=90)
-        # by name: the sidecar answers (the path works from this node)
-        by_name = client_node.http_get(f"{running_pod['hostname']}.{headscale.base_domain}", 80, "/healthz")
-        assert by_name is not None and by_name.startswith(b"HTTP/1.1"), by_name
+        # by name: the sidecar answers (the path works from this node, once its tunnel is up)
+        name = f"{running_pod['hostname']}.{headscale.base_domain}"
+        by_name = wait_for(lambda: client_node.http_get(name, 80, "/healthz"), f"{name}:80 from a new node", 90,
+                           interval=2.0)
+        assert by_name.startswith(b"HTTP/1.1"), by_name
         assert client_node.http_get(ip, port, "/healthz") is None  # refused: nothing on 127.0.0.1:PORT
 
         containers["eks-inspector"].exec_run(["python3", "-c", _RELAY, alias, str(port), "60"], detach=True)
