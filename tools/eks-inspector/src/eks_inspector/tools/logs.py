@@ -2,8 +2,9 @@
 
 tailLines, sinceSeconds and limitBytes go to the API server, so a chatty pod never
 streams megabytes into this process; the filter runs after the tail, like `| grep`.
-Each pod's log is scrubbed as soon as it is read, before the filter: a filter that saw
-the raw text would answer "does the password start with h?" one call at a time.
+With a filter, each pod's log is scrubbed as soon as it is read, before the filter: a
+filter that saw the raw text would answer "does the password start with h?" one call
+at a time. (The renderer scrubs every answer anyway.)
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def logs(
             q.append(("previous", "true"))
         text = ins.kube.get_text(api_path("", "v1", "pods", ns, pod_name, "log"),
                                  Op("get", "pods", "", ns, pod_name, "log"), q)
-        read.append((pod_name, cname, scrub_text(text).splitlines()))
+        # a filter must see only what the caller may see; without one the renderer scrubs
+        read.append((pod_name, cname, (scrub_text(text) if line_filter else text).splitlines()))
     if line_filter:  # one filter run over every pod's lines
         flat = [(n, ln) for n, (_, _, lines) in enumerate(read) for ln in lines]
         kept: list[list[str]] = [[] for _ in read]
