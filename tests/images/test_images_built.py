@@ -15,7 +15,7 @@ from images_support import run_python
 OCI = "org.opencontainers.image."
 
 
-@pytest.fixture(params=["sidecar", "eks-inspector"])
+@pytest.fixture(params=["sidecar", "eks-inspector", "mcp-hub"])
 def image_dir(request) -> str:
     return request.param
 

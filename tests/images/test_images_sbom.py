@@ -16,7 +16,7 @@ from mcp_tailnet_lab.build_images import main as build_images_main
 
 from images_support import canonical, image_python, installed_dists, locked_requirements
 
-OWN_PACKAGE = {"sidecar": "mcp-tailnet-sidecar", "eks-inspector": "mcp-eks-inspector"}
+OWN_PACKAGE = {"sidecar": "mcp-tailnet-sidecar", "eks-inspector": "mcp-eks-inspector", "mcp-hub": "mcp-tailnet-hub"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def sboms(release_images) -> dict[str, dict]:
     return {name: sbom.spdx(built.ref) for name, built in release_images.items()}
 
 
-@pytest.mark.parametrize("image_dir", ["sidecar", "eks-inspector"])
+@pytest.mark.parametrize("image_dir", ["sidecar", "eks-inspector", "mcp-hub"])
 def test_every_installed_python_package_is_in_the_sbom_with_its_version(docker_client, release_images, sboms, image_dir):
     installed = installed_dists(docker_client, release_images[image_dir].ref)
     listed = sbom.python_packages(sboms[image_dir])
@@ -37,7 +37,7 @@ def test_every_installed_python_package_is_in_the_sbom_with_its_version(docker_c
     assert not missing, f"{image_dir}: installed but not in the SBOM (name@version): {missing}"
 
 
-@pytest.mark.parametrize("image_dir", ["sidecar", "eks-inspector"])
+@pytest.mark.parametrize("image_dir", ["sidecar", "eks-inspector", "mcp-hub"])
 def test_venv_holds_exactly_the_locked_packages(docker_client, release_images, image_dir):
     """Each image installs only what its component needs: its lock export, itself, nothing else."""
     from images_support import VENV_PYTHON, LIST_DISTS, run_python
@@ -54,6 +54,14 @@ def test_sidecar_has_no_kubernetes_client_and_inspector_no_tailscale(sboms):
     assert "kubernetes" in sbom.python_packages(insp)
     assert any(p.startswith("pkg:golang/tailscale.com@") for p in sbom.purls(side)), "tailscale binaries not cataloged"
     assert not any(p.startswith("pkg:golang/tailscale.com@") for p in sbom.purls(insp))
+
+
+def test_hub_carries_its_stdio_server_and_neither_kubernetes_nor_tailscale(sboms):
+    """The hub image holds mcp-server-time (the `servers` extra its default config runs), nothing of the others."""
+    hub = sboms["mcp-hub"]
+    assert "mcp-server-time" in sbom.python_packages(hub)
+    assert "kubernetes" not in sbom.python_packages(hub) and "boto3" not in sbom.python_packages(hub)
+    assert not any(p.startswith("pkg:golang/tailscale.com@") for p in sbom.purls(hub))
 
 
 def test_build_images_command_writes_sboms(tmp_path, release_images, capsys):

@@ -31,3 +31,10 @@ def test_inspector_stays_under_one_and_a_half_times_its_base(measured):
     row = measured.inspector
     assert row.ok, (f"{row.image} is {row.size / MB:.1f} MB, budget {row.budget / MB:.1f} MB ({row.rule}); "
                     f"venv {measured.inspector_venv / MB:.1f} MB\n{size_budget.markdown(measured)}")
+
+
+def test_hub_adds_at_most_its_allowance_over_the_base(measured):
+    row = measured.hub
+    assert measured.hub_venv > 1 * MB, "not vacuous: the hub's venv was measured"
+    assert row.ok, (f"{row.image} is {row.size / MB:.1f} MB, budget {row.budget / MB:.1f} MB ({row.rule}); "
+                    f"venv {measured.hub_venv / MB:.1f} MB\n{size_budget.markdown(measured)}")

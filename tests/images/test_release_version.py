@@ -117,7 +117,10 @@ def test_manifests_kustomization_images_entry_is_the_one_override():
     """`images:` in manifests/Kustomization names our repositories and the release tag."""
     k = yaml.safe_load((REPO_DIR / "manifests" / "Kustomization").read_text())
     entries = {e["name"]: e for e in k.get("images", [])}
-    assert set(entries) == {REL.repository(d) for d in REL.names}
+    # Every one of our images that manifests/ deploys (the hub is a variant's: manifests-variants/hub).
+    deployed = {our_image_dir(i) for i in _images_in(_yaml_docs(sorted((REPO_DIR / "manifests").glob("*.yaml"))))} - {None}
+    assert deployed == {"sidecar", "eks-inspector"}
+    assert set(entries) == {REL.repository(d) for d in deployed}
     for entry in entries.values():
         assert str(entry["newTag"]) == REL.version
 
@@ -140,9 +143,9 @@ def test_ecs_render_defaults_to_the_release():
     # Overridable in one place per deployment style: --version and --registry.
     other = render(RenderOptions(account_id="123456789012", region="eu-west-1", version="9.9.9",
                                  registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror"))
-    images = [c["image"] for c in other[templates.TASK_DEFINITION]["containerDefinitions"]]
-    assert sorted(images) == sorted(f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/{n}:9.9.9"
-                                    for n in REL.names.values())
+    moved = [c["image"] for c in other[templates.TASK_DEFINITION]["containerDefinitions"]]
+    assert sorted(moved) == sorted(f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/{REL.names[our_image_dir(i)]}:9.9.9"
+                                   for i in images)
 
 
 def test_ecs_cli_render_defaults_to_the_release(tmp_path):

@@ -21,6 +21,7 @@ RELEASE_ENV = REPO_DIR / "images" / "release.env"
 IMAGE_KEYS = {
     "sidecar": "MCP_TAILNET_SIDECAR_IMAGE",
     "eks-inspector": "MCP_TAILNET_INSPECTOR_IMAGE",
+    "mcp-hub": "MCP_TAILNET_HUB_IMAGE",
 }
 #: the release.env keys of each base image tag and its digest
 BASE_KEYS = {

@@ -4,7 +4,9 @@ The budgets (docs/benchmarks.md, "Image size budget"):
 - sidecar: the Python base, plus the three tailscale binaries it copies from the
   tailscale image, plus at most GATEWAY_ALLOWANCE for the gateway (its locked
   Python packages in /opt/venv, the user, two directories);
-- inspector: at most INSPECTOR_FACTOR x the Python base.
+- inspector: at most INSPECTOR_FACTOR x the Python base;
+- mcp-hub: the Python base plus at most HUB_ALLOWANCE (the hub, the mcp SDK and
+  the stdio servers it carries, mcp-server-time, in /opt/venv; its default config).
 Sizes are Docker's uncompressed image sizes (`docker image inspect .Size`), in
 the local engine: here the bases are the lab's stand-ins, tagged like upstream.
 `python -m mcp_tailnet_lab.size_budget` prints the table for the docs.
@@ -22,6 +24,7 @@ from mcp_tailnet_lab import release
 MB = 1_000_000
 GATEWAY_ALLOWANCE = 16 * MB
 INSPECTOR_FACTOR = 1.5
+HUB_ALLOWANCE = 40 * MB
 TAILSCALE_BINARIES = ("/usr/local/bin/containerboot", "/usr/local/bin/tailscaled", "/usr/local/bin/tailscale")
 VENV = "/opt/venv"
 
@@ -87,6 +90,8 @@ class Measurement:
     sidecar_venv: int
     inspector: Row
     inspector_venv: int
+    hub: Row
+    hub_venv: int
 
 
 def _bases(rel: release.Release) -> tuple[str, str]:
@@ -112,6 +117,9 @@ def measure(client: Any, refs: dict[str, str], rel: release.Release | None = Non
         inspector=Row(refs["eks-inspector"], image_size(client, refs["eks-inspector"]), inspector_budget,
                       f"{INSPECTOR_FACTOR} x python base"),
         inspector_venv=tree_bytes(client, refs["eks-inspector"], VENV),
+        hub=Row(refs["mcp-hub"], image_size(client, refs["mcp-hub"]), py_size + HUB_ALLOWANCE,
+                f"python base + {HUB_ALLOWANCE / MB:.0f} MB hub and its stdio servers"),
+        hub_venv=tree_bytes(client, refs["mcp-hub"], VENV),
     )
 
 
@@ -122,10 +130,10 @@ def markdown(m: Measurement) -> str:
     lines = [
         "| image | size | budget | rule | within budget |",
         "|---|---:|---:|---|---|",
-        f"| `{m.python_base}` (lab stand-in) | {mb(m.python_size)} | | base of both images | |",
+        f"| `{m.python_base}` (lab stand-in) | {mb(m.python_size)} | | base of our three images | |",
         f"| `{m.tailscale_base}` (lab stand-in) | {mb(m.tailscale_size)} | | the sidecar copies its three binaries: {mb(m.tailscale_binaries)} | |",
     ]
-    for row, venv in ((m.sidecar, m.sidecar_venv), (m.inspector, m.inspector_venv)):
+    for row, venv in ((m.sidecar, m.sidecar_venv), (m.inspector, m.inspector_venv), (m.hub, m.hub_venv)):
         lines.append(
             f"| `{row.image}` | {mb(row.size)} | {mb(row.budget or 0)} | {row.rule}; /opt/venv is {mb(venv)} | "
             f"{'yes' if row.ok else f'**no**, over by {mb(row.size - (row.budget or 0))}'} |"
