@@ -21,9 +21,9 @@ MARGIN = 0.25
 
 
 @contextlib.contextmanager
-def call_deadline(seconds: float) -> Iterator[None]:
-    """Run the body under a deadline `seconds` from now (in this thread's context)."""
-    token = _deadline.set(time.monotonic() + seconds)
+def call_deadline(at: float) -> Iterator[None]:
+    """Run the body under the deadline `at` (time.monotonic()), in this thread's context."""
+    token = _deadline.set(at)
     try:
         yield
     finally:

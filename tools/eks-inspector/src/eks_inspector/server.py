@@ -75,10 +75,11 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
             ann = Annotated[ann, Field(description=PARAMS[p.name])]
         params.append(p.replace(annotation=ann))
 
-    def answer(timeout: float, kwargs: dict[str, Any]) -> CallToolResult:
+    def answer(deadline: float, kwargs: dict[str, Any]) -> CallToolResult:
         # The tool and the renderer both run in the worker thread (scrubbing a large answer is
-        # CPU work the event loop must not wait for), under a deadline that stops abandoned work.
-        with call_deadline(timeout):
+        # CPU work the event loop must not wait for), under the call's deadline, which stops
+        # work the caller was given up on (a thread cannot be killed; it must stop itself).
+        with call_deadline(deadline):
             return ins.renderer.finish(fn(ins, **kwargs))
 
     async def tool(**kwargs: Any) -> CallToolResult:
@@ -87,7 +88,7 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
         outcome = "ok"
         try:
             with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(functools.partial(answer, timeout, kwargs),
+                return await anyio.to_thread.run_sync(functools.partial(answer, started + timeout, kwargs),
                                                       abandon_on_cancel=True)
         except InspectorError as exc:
             outcome = "error"
