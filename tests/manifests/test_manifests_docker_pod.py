@@ -47,7 +47,9 @@ from manifests_support import (
     one,
 )
 from mcp_tailnet_lab.cluster import LocalCluster
+from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.pods import PodFactory
+from mcp_tailnet_lab.tailnet import LOOPBACK_RELAY
 from mcp_tailnet_lab.waiting import wait_for
 
 READY_TIMEOUT_S = 300
@@ -436,38 +438,11 @@ def test_a_peer_container_reaches_nothing_in_the_pod(running_pod, pod, repo_imag
     assert ok.exit_code == 0, f"the peer cannot reach anything at all, so the check above proves nothing: {ok.output}"
 
 
-# Relays 127.0.0.1:PORT to the inspector's alias for a bounded time: "the inspector, had it
-# listened on 127.0.0.1" (the manifests before issue 12 §1), run inside the pod.
-_RELAY = """
-import asyncio, sys
-alias, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-async def pipe(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data); await w.drain()
-    finally:
-        w.close()
-async def handle(r, w):
-    ur, uw = await asyncio.open_connection(alias, port)
-    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    async with server:
-        try:
-            await asyncio.wait_for(server.serve_forever(), seconds)
-        except asyncio.TimeoutError:
-            pass
-asyncio.run(main())
-"""
-
-
 def test_the_inspector_is_out_of_the_forwarders_reach_under_an_allow_all_policy(running_pod, tailnet, headscale):
     """Issue 12 §1: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1; the
     inspector listens on a loopback alias, so even a policy that opens every port (the lab's
     allow-all) gives a peer no way to it past serve. Positive control: the same connection
     reaches the inspector while something relays 127.0.0.1:PORT to it."""
-    from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
-
     wait_ready(running_pod)
     containers, spec = running_pod["containers"], running_pod["spec"]
     inspector = next(c for c in spec["containers"] if c["name"] == "eks-inspector")
@@ -486,7 +461,8 @@ def test_the_inspector_is_out_of_the_forwarders_reach_under_an_allow_all_policy(
         assert by_name.startswith(b"HTTP/1.1"), by_name
         assert client_node.http_get(ip, port, "/healthz") is None  # refused: nothing on 127.0.0.1:PORT
 
-        containers["eks-inspector"].exec_run(["python3", "-c", _RELAY, alias, str(port), "60"], detach=True)
+        containers["eks-inspector"].exec_run(["python3", "-c", LOOPBACK_RELAY, alias, str(port), "60"],
+                                             detach=True)
         listening = f"import socket; socket.create_connection(('127.0.0.1', {port}), 2).close()"
         wait_for(lambda: containers["eks-inspector"].exec_run(["python3", "-c", listening]).exit_code == 0,
                  "the relay on 127.0.0.1 inside the pod", 30, interval=0.5)

@@ -32,6 +32,7 @@ import pytest
 
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.tailnet import LOOPBACK_RELAY
 
 from .conftest import NONROOT_UID, SIDECAR, nonroot_sidecar_argv, stop
 from .test_isolation import SERVING, metric, wait_checks
@@ -40,28 +41,6 @@ from .test_tailnet import STOCK_PORT, use
 pytestmark = pytest.mark.slow
 
 GATEWAY_PORT = 9080  # the default alias port: the test sets no SIDECAR_GATEWAY_LISTEN
-
-# Relays 127.0.0.1:PORT to 127.0.0.2:PORT: "the gateway, had it listened on 127.0.0.1".
-RELAY = """
-import asyncio, sys
-port = int(sys.argv[1])
-async def pipe(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data); await w.drain()
-    finally:
-        w.close()
-async def handle(r, w):
-    ur, uw = await asyncio.open_connection("127.0.0.2", port)
-    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    print("listening", flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"""
-
 
 def uids_of_tree(pid: int) -> dict[str, set[int]]:
     """{command name: real/effective uids} for pid and all its descendants."""
@@ -174,8 +153,9 @@ def test_nonroot_sidecar_serves_over_the_loopback_alias_and_the_alias_is_not_rea
 
         # the same check connects, to the gateway itself, when the gateway is reachable on
         # 127.0.0.1: this is what a gateway bound to 127.0.0.1 would give away
-        relay = ns.popen([sys.executable, "-c", RELAY, str(GATEWAY_PORT)], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL)
+        # (LOOPBACK_RELAY: 127.0.0.1:9080 -> the gateway's alias, "the gateway on 127.0.0.1")
+        relay = ns.popen([sys.executable, "-c", LOOPBACK_RELAY, "127.0.0.2", str(GATEWAY_PORT), "300"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert relay.stdout is not None and relay.stdout.readline().strip() == b"listening"
         exposed = client.http_get(ip, GATEWAY_PORT)
         assert exposed is not None and b"not an MCP endpoint" in exposed, exposed

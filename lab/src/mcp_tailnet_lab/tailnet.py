@@ -36,6 +36,33 @@ _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 TUN_DEVICE = Path("/dev/net/tun")
 
 
+# `python3 -c LOOPBACK_RELAY ALIAS PORT SECONDS`: relays 127.0.0.1:PORT to ALIAS:PORT for at most
+# SECONDS, inside a node's or a pod's namespace. "The server, had it listened on 127.0.0.1":
+# the positive control of the isolation tests (stdlib only, so it runs in any of our images).
+LOOPBACK_RELAY = """
+import asyncio, sys
+alias, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    ur, uw = await asyncio.open_connection(alias, port)
+    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("listening", flush=True)
+    async with server:
+        try:
+            await asyncio.wait_for(server.serve_forever(), seconds)
+        except asyncio.TimeoutError:
+            pass
+asyncio.run(main())
+"""
+
+
 class TailnetError(RuntimeError):
     """A tailnet node failed to start or join; the message says which step and why."""
 
@@ -351,4 +378,4 @@ class Tailnet:
             raise errors[0]
 
 
-__all__ = ["MissingComponent", "Tailnet", "TailnetError", "TailnetNode", "require_tun"]
+__all__ = ["LOOPBACK_RELAY", "MissingComponent", "Tailnet", "TailnetError", "TailnetNode", "require_tun"]
