@@ -121,7 +121,10 @@ def gateway_in_srv(net: Net):
                "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
                "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
                "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
-               "SIDECAR_KEEPALIVE_INTERVAL": "5"}
+               "SIDECAR_KEEPALIVE_INTERVAL": "5",
+               # the stock server on 127.0.0.1 under allow-all: exposure accepted on purpose
+               # (test_isolation.py shows readiness refusing it by default)
+               "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE": "true"}
         if policy is not None:
             (d / "policy.json").write_text(json.dumps(policy))
             env["SIDECAR_POLICY_FILE"] = str(d / "policy.json")

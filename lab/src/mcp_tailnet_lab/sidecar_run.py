@@ -22,6 +22,11 @@ def sidecar_run_env(workdir: Path, *, login_server: str, hostname: str, authkey:
                     **extra: str) -> dict[str, str]:
     """Variables for `mcp-tailnet-sidecar run` with its state and sockets under `workdir`.
 
+    The lab's stock server listens on 127.0.0.1 under the lab's allow-all tailnet policy:
+    an upstream the node's packet filter exposes past serve, which readiness refuses by
+    default (docs/design.md fact 1). Runs that start it that way accept the exposure on
+    purpose; tests/sidecar/test_isolation.py shows the refusal and the override.
+
     `run_dir` holds the gateway/health sockets and the serve config (default: `workdir`);
     `path` replaces this process's PATH (a non-root run cannot use the venv's); `extra`
     adds or overrides variables. No TS_AUTHKEY when `authkey` is empty (a restart that
@@ -44,6 +49,7 @@ def sidecar_run_env(workdir: Path, *, login_server: str, hostname: str, authkey:
         "SIDECAR_GATEWAY_SOCKET": str(run_dir / "gw.sock"),
         "SIDECAR_HEALTH_SOCKET": str(run_dir / "health.sock"),
         "SIDECAR_SERVE_CONFIG": str(run_dir / "serve" / "serve.json"),
+        "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE": "true",
         **extra,
     }
     if authkey:
