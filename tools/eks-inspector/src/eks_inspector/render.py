@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -224,12 +225,13 @@ class Renderer:
 
     def _item_sizes(self, answer: Table | Objects) -> list[int]:
         if isinstance(answer, Table):
+            rows = self._clean_rows(answer)  # sized as they will be shown ("[REDACTED]" can be longer)
             widths = [len(str(c)) for c in answer.columns]
-            for r in answer.rows:
+            for r in rows:
                 for i, v in enumerate(r[: len(widths)]):
                     widths[i] = max(widths[i], len("" if v is None else str(v)))
             line = sum(widths) + 3 * max(len(widths) - 1, 0) + 1
-            return [_jsize(r) + 1 + line + 2 for r in answer.rows]  # text + structured per row
+            return [_jsize(r) + 1 + line + 2 for r in rows]  # text + structured per row
         if answer.fmt == "name":  # text line + the same string in structured "names"
             return [2 * len(json.dumps(_object_name(o))) + 2 for o in answer.objects]
         sizes = []
@@ -287,18 +289,19 @@ class Renderer:
         rows = self._clean_rows(t)
         notes = list(t.notes)
         keep = self.fit(Table(t.columns, rows))
-        token = t.continue_token
+        token, remaining = t.continue_token, t.remaining
         if keep is not None:
             notes.append(_truncation_notice(self.cap, keep, len(rows), None))
             rows = rows[:keep]
+            token = remaining = None  # the API's token resumes after the rows dropped here: it would skip them
         lines = ([t.title] if t.title else []) + (_table_text(t.columns, rows) if rows else ["No resources found."])
-        more = _more_line(token, t.remaining)
+        more = _more_line(token, remaining)
         text = "\n".join(lines + notes + ([more] if more else []))
         structured: dict[str, Any] = {"columns": list(t.columns), "rows": rows, **self.sanitize(t.extra)}
         if token:
             structured["continue"] = token
-        if t.remaining is not None:
-            structured["remainingItemCount"] = t.remaining
+        if remaining is not None:
+            structured["remainingItemCount"] = remaining
         if notes:
             structured["notes"] = notes
         return self._result(text, structured)
@@ -336,6 +339,7 @@ class Renderer:
                 return self._finish_document(Document(objs[0] if a.single else {"items": objs[:1]}, notes=notes))
             notes.append(_truncation_notice(self.cap, keep, len(objs), None))
             objs = objs[:keep]
+            a = dataclasses.replace(a, continue_token=None, remaining=None)  # it would skip the dropped items
         more = _more_line(a.continue_token, a.remaining)
         if a.fmt == "name":
             names = [_object_name(o) for o in objs]

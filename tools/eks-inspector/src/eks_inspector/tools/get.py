@@ -19,6 +19,9 @@ from eks_inspector.render import Answer, Objects, Renderer, Table
 Output = Literal["table", "wide", "name", "yaml", "json"]
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
+#: Reads of a page that did not fit, at most; past them the renderer cuts the page and
+#: hands out no continue token (one that resumes after rows not shown would skip them).
+REFETCHES = 3
 
 
 #: API groups whose Table columns are kubectl's own; any other group's printer columns are the
@@ -125,14 +128,22 @@ def _get(ins: Inspector, r: Resource, name: str | None, namespace: str | None, a
     answer = _list(ins, r, ns, label_selector, field_selector, output, limit or DEFAULT_LIMIT, continue_token,
                    sort_by, include_secret_metadata)
     fits = ins.renderer.fit(answer)
-    if fits is not None and fits >= 1:
-        # Ask again for exactly what fits, so the continue token resumes right after it.
+    for _ in range(REFETCHES):
+        if fits is None or fits < 1:
+            break
+        # Ask again for exactly what fits, so the continue token resumes right after it; the
+        # page read again can differ (ages, new objects), so check it again as the renderer will.
         answer = _list(ins, r, ns, label_selector, field_selector, output, fits, continue_token, sort_by,
                        include_secret_metadata)
+        smaller = ins.renderer.fit(answer)
+        if smaller is not None:
+            fits = smaller
+            continue
         answer.notes.append(
             f"[truncated: output capped at {ins.settings.output_cap // 1024} KiB; this page holds {fits} items; "
             f"get the rest with the continue token below, or narrow the query.]"
         )
+        break
     return answer
 
 
