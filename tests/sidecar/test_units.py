@@ -134,3 +134,55 @@ def test_clients_config_is_ready_to_paste():
     assert "claude mcp add --transport sse tailnet-mcp https://mcp-inspector.tail.example/sse" in sse
     assert "sse_client('https://mcp-inspector.tail.example/sse')" in sse and "--allow-http" not in sse
     compile(sse.split("## Python (mcp SDK 2.x)\n", 1)[1].split("\n## ")[0], "snippet", "exec")
+
+
+def test_judge_header_values_and_query_keys():
+    from mcp_tailnet_sidecar.judge import Unjudgeable, decode_header_value, query_pairs
+    assert decode_header_value("echo") == "echo"
+    assert decode_header_value("=?base64?Y2Fmw6k=?=") == "caf\u00e9"
+    for bad in ("=?base64?Y2Fmw6k?=", "=?base64?Y2Fmw6l=?=", "=?base64?//79?="):  # padding, trailing bits, not UTF-8
+        assert decode_header_value(bad) is None, bad
+    assert query_pairs("session_id=a&x=") == {"session_id": "a", "x": ""}
+    for repeated in ("session_id=a&session_id=b", "session_id=a&session%5Fid=a", "a=1&a"):
+        with pytest.raises(Unjudgeable, match="more than once"):
+            query_pairs(repeated)
+
+
+def test_tracker_refuses_instead_of_dropping():
+    from mcp_tailnet_sidecar.jsonrpc import DuplicatePending, Pending, PendingFull, Tracker
+    t = Tracker(limit=2)
+    t.add("1", Pending("call", Identity(), "echo"))
+    with pytest.raises(DuplicatePending):
+        t.add("1", Pending("other", Identity()))
+    t.add("2", Pending("other", Identity()))
+    with pytest.raises(PendingFull):
+        t.add("3", Pending("list", Identity()))
+    assert set(t.pending) == {"1", "2"} and t.owes_answers()
+    t.take("1")
+    assert not t.owes_answers() and t  # an "other" request waits, but a draining stream need not
+
+
+def test_source_limiter_and_session_table():
+    from mcp_tailnet_sidecar.identity import source_ip
+    from mcp_tailnet_sidecar.limits import SourceLimiter
+    from mcp_tailnet_sidecar.sessions import SessionTable
+    lim = SourceLimiter(1)
+    assert lim.acquire("100.64.0.1") and not lim.acquire("100.64.0.1") and lim.acquire("100.64.0.2")
+    assert lim.acquire(None) and lim.acquire(None)  # callers inside the pod are not counted
+    lim.release("100.64.0.1")
+    assert lim.acquire("100.64.0.1") and lim.active("100.64.0.1") == 1
+    assert SourceLimiter(0).acquire("100.64.0.1") and SourceLimiter(0).acquire("100.64.0.1")
+    assert source_ip({"x-forwarded-for": "100.64.0.9, 100.64.0.7"}) == "100.64.0.7"  # serve's is the last
+    assert source_ip({"x-forwarded-for": "not-an-ip"}) is None and source_ip({}) is None
+    table = SessionTable(max_sessions=2)
+    table.bind("a", "login:alice@example.com")
+    table.bind("a", "login:mallory@example.com")  # never rebinds
+    assert table.lookup("a", "login:mallory@example.com") is None
+    assert table.lookup("a", "login:alice@example.com") is not None
+    table.bind("b", "node:bot.tail.example")
+    table.bind("c", "node:bot.tail.example")  # over the bound: the least recently used ("a") goes
+    assert len(table) == 2 and table.lookup("a", "login:alice@example.com") is None
+    assert table.lookup("b", "node:bot.tail.example") is not None
+    assert Identity(login="Alice@Example.com").owner == "login:alice@example.com"
+    assert Identity(node="bot.tail.example", tags=("tag:bot",)).owner == "node:bot.tail.example"
+    assert Identity(source_ip="100.64.0.5").owner == "ip:100.64.0.5" and Identity().owner == "local"
