@@ -47,6 +47,7 @@ _BINARIES = {
     "docker-compose": ("compose", "COMPOSE_VERSION"),
     "actionlint": ("actionlint", "ACTIONLINT_VERSION"),
     "syft": ("syft", "SYFT_VERSION"),
+    "helm": ("helm", "HELM_VERSION"),
 }
 
 
