@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"eks-inspector: {exc}", file=sys.stderr)
         return 2
-    ins = Inspector(settings, client, Discovery(client, settings.discovery_ttl), Renderer(settings.output_cap, settings.configmap_values))
+    ins = Inspector(settings, client, Discovery(client, settings.discovery_ttl),
+                    Renderer(settings.output_cap, settings.configmap_values))
     mcp = server.build(ins)
     if args.check_config:
         print(f"eks-inspector: settings valid; cluster via {client.identity}")
