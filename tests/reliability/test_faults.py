@@ -177,7 +177,7 @@ def test_tailscaled_killed_never_leaves_a_stale_ready(pods, cli):
 # -- SIGTERM with a call in flight and streams open ----------------------------------------------------------
 
 def test_sigterm_drains_the_call_closes_streams_and_exits_zero(pods, cli):
-    run = pods.make("relterm", SIDECAR_DRAIN_TIMEOUT="20").start()
+    run = pods.make("relterm").start()  # reliability_support.sidecar_env sets SIDECAR_DRAIN_TIMEOUT=20
     run.wait_ready()
     url = f"http://{run.dns_name()}"
     cli.wait_for_peers({run.dns_name()})
