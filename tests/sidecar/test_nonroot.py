@@ -32,6 +32,7 @@ import pytest
 
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.paths import binary
+from mcp_tailnet_lab.sidecar_run import sidecar_run_env
 from mcp_tailnet_lab.tailnet import LOOPBACK_RELAY
 
 from .conftest import NONROOT_UID, SIDECAR, nonroot_sidecar_argv, stop
@@ -82,23 +83,10 @@ def test_nonroot_sidecar_serves_over_the_loopback_alias_and_the_alias_is_not_rea
     os.chown(d, NONROOT_UID, NONROOT_UID)
     hostname = f"mcp-nonroot-{os.getpid()}"
     ts_socket = d / "tmp" / "ts.sock"
-    env = {
-        "PATH": f"{binary('containerboot').parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(d),
-        "TS_AUTHKEY": headscale.preauth_key("lab"),
-        "TS_HOSTNAME": hostname,
-        "TS_STATE_DIR": str(d / "state"),
-        "TS_SOCKET": str(ts_socket),
-        "TS_DEBUG_USE_DERP_HTTP": "true",
-        "TS_DISABLE_PORTMAPPER": "1",
-        "SIDECAR_LOGIN_SERVER": headscale.url,
-        "SIDECAR_CONTAINERBOOT": str(binary("containerboot")),
-        "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-        "SIDECAR_GATEWAY_SOCKET": str(d / "run" / "gw.sock"),
-        "SIDECAR_HEALTH_SOCKET": str(d / "run" / "health.sock"),
-        "SIDECAR_SERVE_CONFIG": str(d / "run" / "serve" / "serve.json"),
-        "SIDECAR_DRAIN_TIMEOUT": "5",
-    }
+    # The stock server stays on 127.0.0.1 under allow-all: this test wants readiness to refuse it.
+    env = sidecar_run_env(d, login_server=headscale.url, hostname=hostname, authkey=headscale.preauth_key("lab"),
+                          run_dir=d / "run", path="/usr/sbin:/usr/bin:/sbin:/bin", TS_SOCKET=str(ts_socket),
+                          SIDECAR_DRAIN_TIMEOUT="5", SIDECAR_ACCEPT_UPSTREAM_EXPOSURE="false")
     client = tailnet.node("nr-client")
     ns = tailnet.outsider("nr-sidecar")
     stock = ns.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT)],
