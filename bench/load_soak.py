@@ -12,8 +12,15 @@ when the target held (zero failed calls, zero dropped streams, memory flat), 1 o
 
     sudo .venv/bin/python bench/load_soak.py --clients 500 --streams 2000 --minutes 5
 
-Clients speak raw JSON-RPC over Streamable HTTP (initialize once, then tools/call in a
-loop with a think time) so that the driver, which shares the machine, stays cheap.
+Clients speak raw JSON-RPC over Streamable HTTP so that the driver, which shares the machine,
+stays cheap: stateless MCP 2026-07-28 `tools/call` requests (no session; routing headers and
+`params._meta` as the protocol wants them), in a loop with a think time, each answer checked.
+No session means any worker of the upstream can answer any call, so `--upstream-workers N`
+runs the stock server as N uvicorn worker processes: the single-process stock server fails
+under this load on its own, and the question here is whether the SIDECAR holds it. The
+gateway runs with a tool policy and its audit lines on (info level), as deployed; its
+per-source limit (SIDECAR_MAX_CONCURRENT_PER_SOURCE, 64) is raised, since a few client nodes
+carry all the load here, and 1,000 streams from one node are that node's by design refused.
 """
 
 from __future__ import annotations
@@ -43,7 +50,29 @@ from mcp_tailnet_lab.tailnet import Tailnet
 
 SIDECAR = str(Path(sys.executable).parent / "mcp-tailnet-sidecar")
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-PROTOCOL = "2025-06-18"
+PROTOCOL = "2026-07-28"
+POLICY = {"rules": [{"principals": ["*"], "tools": ["add"]}]}
+# a few client nodes carry every stream and client here (see the module docstring)
+GATEWAY_ENV = {"SIDECAR_MAX_CONCURRENT_PER_SOURCE": "8192", "SIDECAR_LOG_LEVEL": "info"}
+
+
+def upstream_argv(port: int, workers: int) -> list[str]:
+    """The stock MCP server on 127.0.0.1:port: one process, or `workers` uvicorn workers."""
+    if workers <= 1:
+        return [sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", "--factory", "mcp_tailnet_lab.stock_mcp_server:build_app",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+
+
+def call_request(i: int, a: int, b: int) -> tuple[dict, dict]:
+    """(headers, body) of one stateless 2026-07-28 tools/call of `add`."""
+    headers = {**ACCEPT, "Mcp-Method": "tools/call", "Mcp-Name": "add", "MCP-Protocol-Version": PROTOCOL}
+    body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": a, "b": b},
+                       "_meta": {"io.modelcontextprotocol/protocolVersion": PROTOCOL,
+                                 "io.modelcontextprotocol/clientInfo": {"name": "soak", "version": "1"},
+                                 "io.modelcontextprotocol/clientCapabilities": {}}}}
+    return headers, body
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -121,30 +150,17 @@ def sse_answer(text: str) -> dict | None:
 
 
 async def tool_client(http: httpx.AsyncClient, url: str, until: float, think: float, tally: Tally) -> None:
-    """One MCP client: a session, then tools/call every `think` seconds (jittered) until `until`."""
-    try:
-        r = await http.post(f"{url}/mcp", headers=ACCEPT, json={
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "soak", "version": "1"}}})
-        r.raise_for_status()
-        sid = r.headers["mcp-session-id"]
-        headers = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": PROTOCOL}
-        r = await http.post(f"{url}/mcp", headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-        r.raise_for_status()
-        tally.sessions_ok += 1
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        tally.sessions_failed += 1
-        tally.fail("session", repr(exc))
-        return
+    """One MCP client: stateless tools/call every `think` seconds (jittered) until `until`."""
+    tally.sessions_ok += 1  # no handshake in 2026-07-28: a client is "started" when its loop runs
     i = 0
     await asyncio.sleep(random.uniform(0, think))
     while time.monotonic() < until:
         i += 1
         a, b = random.randint(0, 10**6), random.randint(0, 10**6)
+        headers, body = call_request(i, a, b)
         started = time.monotonic()
         try:
-            r = await http.post(f"{url}/mcp", headers=headers, json={
-                "jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "add", "arguments": {"a": a, "b": b}}})
+            r = await http.post(f"{url}/mcp", headers=headers, json=body)
             answer = sse_answer(r.text) if r.status_code == 200 else None
             if answer is None or answer.get("result", {}).get("structuredContent", {}).get("result") != a + b:
                 tally.calls_failed += 1
@@ -156,10 +172,6 @@ async def tool_client(http: httpx.AsyncClient, url: str, until: float, think: fl
             tally.calls_failed += 1
             tally.fail("call", repr(exc))
         await asyncio.sleep(think * random.uniform(0.5, 1.5))
-    try:
-        await http.delete(f"{url}/mcp", headers=headers)
-    except httpx.HTTPError:
-        pass
 
 
 async def idle_stream(http: httpx.AsyncClient, url: str, until: float, tally: Tally) -> None:
@@ -269,9 +281,17 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
 
 # -- setup ----------------------------------------------------------------------------------------------
 
+def policy_file(workdir: Path) -> Path:
+    path = workdir / "policy.json"
+    path.write_text(json.dumps(POLICY))
+    return path
+
+
 def start_sidecar(ns, headscale: Headscale, workdir: Path, hostname: str, keepalive: str) -> subprocess.Popen:
+    # the lab's headscale policy is allow-all: accept the upstream's exposure or it is never ready
     env = sidecar_run_env(workdir, login_server=headscale.url, hostname=hostname, authkey=headscale.preauth_key("lab"),
-                          SIDECAR_KEEPALIVE_INTERVAL=keepalive, SIDECAR_LOG_LEVEL="warning")
+                          SIDECAR_KEEPALIVE_INTERVAL=keepalive, SIDECAR_POLICY_FILE=str(policy_file(workdir)),
+                          SIDECAR_ACCEPT_UPSTREAM_EXPOSURE="true", **GATEWAY_ENV)
     log = (workdir / "sidecar.log").open("ab")
     return ns.popen([SIDECAR, "run"], env=env, stdout=log, stderr=log)
 
@@ -300,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-nodes", type=int, default=2, help="userspace tailnet nodes carrying the load")
     p.add_argument("--sample", type=float, default=10.0, help="seconds between memory samples")
     p.add_argument("--keepalive", default="15", help="SIDECAR_KEEPALIVE_INTERVAL of the sidecar")
+    p.add_argument("--upstream-workers", type=int, default=1, help="uvicorn worker processes of the stock server")
     p.add_argument("--out", type=Path, help="write the JSON result here too")
     p.add_argument("--max-growth-pct", type=float, default=10.0, help="memory counts as flat below this growth")
     p.add_argument("--via", choices=["tailnet", "gateway", "upstream"], default="tailnet",
@@ -322,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         tailnet = Tailnet(headscale, network)
         try:
             ns = tailnet.outsider("soaksrv")
-            stock = ns.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT)],
+            stock = ns.popen(upstream_argv(STOCK_PORT, args.upstream_workers),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(stock)
             sidecar = start_sidecar(ns, headscale, workdir, f"soak-{uuid.uuid4().hex[:6]}", args.keepalive)
@@ -357,7 +378,7 @@ def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
     """The same load without the tailnet: on the gateway's unix socket, or on the upstream
     alone; to tell which part of the chain limits what the tailnet run holds."""
     port = free_port()
-    stock = subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
+    stock = subprocess.Popen(upstream_argv(port, args.upstream_workers),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [stock]
     try:
@@ -369,7 +390,7 @@ def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
                    "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{port}", "SIDECAR_GATEWAY_SOCKET": str(workdir / "gw.sock"),
                    "SIDECAR_HEALTH_SOCKET": str(workdir / "health.sock"), "SIDECAR_ALLOWED_HOSTS": "mcp.soak.test",
                    "TS_SOCKET": str(workdir / "none.sock"), "SIDECAR_KEEPALIVE_INTERVAL": args.keepalive,
-                   "SIDECAR_LOG_LEVEL": "warning"}
+                   "SIDECAR_POLICY_FILE": str(policy_file(workdir)), **GATEWAY_ENV}
             log_fh = (workdir / "gateway.log").open("ab")
             gateway = subprocess.Popen([SIDECAR, "gateway"], env=env, stdout=log_fh, stderr=log_fh)
             procs.append(gateway)
@@ -390,6 +411,10 @@ def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
 
 def finish(result: dict, args: argparse.Namespace, workdir: Path, log) -> int:
     result["via"] = args.via
+    result["upstream_workers"] = args.upstream_workers
+    logs = [workdir / "sidecar.log", workdir / "gateway.log"]
+    result["audit_lines"] = sum(text.count('"event": "tool_call"') for f in logs if f.exists()
+                                for text in [f.read_text(errors="replace")])
     held = (result["calls_failed"] == 0 and result["sessions_failed"] == 0 and result["streams_dropped"] == 0
             and result["streams_failed_to_open"] == 0 and result["streams_opened"] == args.streams
             and result["sidecar_alive_at_end"]
