@@ -32,6 +32,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from mcp_tailnet_lab.node_gateway import NodeGateway, start_node_gateway
 from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 
 from .conftest import SIDECAR, stop, wait_for
@@ -96,51 +97,27 @@ def net(tailnet) -> Iterator[Net]:
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
-@dataclass
-class NsGateway:
-    proc: subprocess.Popen
-    log: Path
-    health_socket: Path
-
-    def audit(self) -> list[dict]:
-        return [r for r in map(json.loads, self.log.read_text().splitlines()) if r.get("event") == "tool_call"]
-
-    def probe_ready(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SIDECAR, "probe", "ready", "--socket", str(self.health_socket)],
-                              capture_output=True, text=True, timeout=30)
-
-
 @pytest.fixture
 def gateway_in_srv(net: Net):
-    made: list[NsGateway] = []
+    """The gateway beside the srv node (lab node_gateway), with a tool policy when given."""
+    made: list[NodeGateway] = []
 
-    def start(policy: dict | None = None) -> NsGateway:
-        d = Path(tempfile.mkdtemp(prefix="g", dir=net.workdir))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "TS_"))},
-               "TS_SOCKET": str(net.srv.socket),
-               "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{STOCK_PORT}",
-               "SIDECAR_GATEWAY_SOCKET": str(d / "gw.sock"),
-               "SIDECAR_HEALTH_SOCKET": str(d / "health.sock"),
-               "SIDECAR_KEEPALIVE_INTERVAL": "5",
+    def start(policy: dict | None = None) -> NodeGateway:
+        env = {"SIDECAR_KEEPALIVE_INTERVAL": "5",
                # the stock server on 127.0.0.1 under allow-all: exposure accepted on purpose
                # (test_isolation.py shows readiness refusing it by default)
                "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE": "true"}
         if policy is not None:
-            (d / "policy.json").write_text(json.dumps(policy))
-            env["SIDECAR_POLICY_FILE"] = str(d / "policy.json")
-        log = d / "gateway.log"
-        with log.open("wb") as fh:
-            proc = net.srv.popen([SIDECAR, "gateway", "--apply-serve"], env=env, stdout=fh, stderr=fh)
-        gw = NsGateway(proc, log, d / "health.sock")
+            policy_file = Path(tempfile.mkdtemp(prefix="p", dir=net.workdir)) / "policy.json"
+            policy_file.write_text(json.dumps(policy))
+            env["SIDECAR_POLICY_FILE"] = str(policy_file)
+        gw = start_node_gateway(net.srv, net.workdir, **env)
         made.append(gw)
-        wait_for(lambda: gw.probe_ready().returncode == 0, "the gateway to be ready (tailnet, serve, upstream)",
-                 timeout=60, proc=proc)
         return gw
 
     yield start
     for gw in made:
-        assert stop(gw.proc) == 0
-    net.srv.cli("serve", "reset", check=False)
+        assert gw.stop() == 0
 
 
 def test_both_transports_reach_the_stock_server_by_magicdns_name(net, gateway_in_srv):
