@@ -44,7 +44,9 @@ def test_console_script_validates_the_templates() -> None:
     (["--subnet", "10.0.0.0/24"], "--subnet"),
     (["--state", "efs"], "--efs-file-system-id"),
     (["--secret-arn", "arn:aws:secretsmanager:us-east-1:123456789012:secret:k-AbC123"], "--secret-arn"),
-], ids=["account", "region", "subnet", "efs-without-fs", "secret-other-region"])
+    (["--architecture", "AMD64"], "--architecture"),
+    (["--log-group", "/ecs/has space"], "--log-group"),
+], ids=["account", "region", "subnet", "efs-without-fs", "secret-other-region", "architecture", "log-group"])
 def test_bad_option_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           args: list[str], names: str) -> None:
     assert main([*BASE, *args, "--out", str(tmp_path / "out")]) == 2
@@ -74,3 +76,20 @@ def test_validate_reports_a_broken_directory(rendered_dir: Path, capsys: pytest.
     path.write_text(json.dumps(svc))
     assert main(["validate", str(rendered_dir)]) == 1
     assert "[public-ip]" in capsys.readouterr().err
+
+
+def test_render_takes_the_cpu_architecture_and_log_group(tmp_path: Path) -> None:
+    """runtimePlatform was fixed to X86_64; the release builds arm64 too (Graviton is the cheaper Fargate)."""
+    out = tmp_path / "out"
+    assert main([*BASE, "--architecture", "ARM64", "--log-group", "/ecs/tools", "--server-image", "ghcr.io/acme/s:1",
+                 "--server-hostname", "acme-tools", "--out", str(out)]) == 0
+    for name in templates.TASK_DEFINITIONS:
+        td = json.loads((out / name).read_text())
+        assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": "ARM64"}
+        assert {c["logConfiguration"]["options"]["awslogs-group"] for c in td["containerDefinitions"]} == {"/ecs/tools"}
+    stock = json.loads((out / templates.STOCK_SERVER_TASK_DEFINITION).read_text())
+    assert {"name": "TS_HOSTNAME", "value": "acme-tools"} in stock["containerDefinitions"][1]["environment"]
+    policy = json.loads((out / templates.EXECUTION_POLICY).read_text())
+    logs = next(st for st in policy["Statement"] if st["Sid"] == "WriteTaskLogs")
+    assert logs["Resource"] == "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/tools:*"
+    assert main(["validate", str(out)]) == 0

@@ -3,6 +3,7 @@
 render   templates -> a directory of documents for one account/region/version
 validate any directory (or the templates) -> every problem, exit 1 if any
 register a rendered directory -> ECS (boto3; --endpoint-url for moto or a proxy)
+cloudformation  the templates -> the CloudFormation stack (ecs/cloudformation/mcp-tailnet.yaml)
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from pathlib import Path
 
 import botocore.exceptions
 
-from mcp_tailnet_ecs import templates
+from mcp_tailnet_ecs import cloudformation, templates
 from mcp_tailnet_ecs.register import NetworkError, register
-from mcp_tailnet_ecs.render import DEFAULT_SECRET_NAME, RenderError, RenderOptions, render
+from mcp_tailnet_ecs.render import (
+    ARCHITECTURES,
+    DEFAULT_LOG_GROUP,
+    DEFAULT_SECRET_NAME,
+    RenderError,
+    RenderOptions,
+    render,
+)
 from mcp_tailnet_ecs.rules import Finding
 from mcp_tailnet_ecs.validate import validate
 
@@ -52,11 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--efs-file-system-id")
     r.add_argument("--efs-access-point-id")
     r.add_argument("--server-image", help="also render the stock-server variant with this image")
+    r.add_argument("--server-hostname", help="tailnet hostname of the stock-server task (default mcp-server)")
+    r.add_argument("--architecture", default="X86_64", metavar="|".join(ARCHITECTURES),
+                   help="Fargate CPU architecture (runtimePlatform.cpuArchitecture); ARM64 runs on Graviton")
+    r.add_argument("--log-group", default=DEFAULT_LOG_GROUP, help="CloudWatch log group of every container")
     r.add_argument("--env", action="append", default=[], type=_env_pair, help="extra sidecar NAME=VALUE")
     r.add_argument("--out", required=True, type=Path, help="directory to write into")
 
     v = sub.add_parser("validate", help="check documents offline (model, Fargate rules, IAM)")
     v.add_argument("directory", nargs="?", type=Path, help="rendered directory (default: the templates)")
+
+    c = sub.add_parser("cloudformation", help="write the CloudFormation stack generated from the templates")
+    c.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
     g = sub.add_parser("register", help="validate, then register with ECS")
     g.add_argument("directory", type=Path)
@@ -91,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 secret_name=args.secret_name, secret_arn=args.secret_arn, kms_key_arn=args.kms_key_arn,
                 login_server=args.login_server, state=args.state, efs_file_system_id=args.efs_file_system_id,
                 efs_access_point_id=args.efs_access_point_id, server_image=args.server_image,
-                extra_env=tuple(args.env),
+                server_hostname=args.server_hostname, extra_env=tuple(args.env),
+                architecture=args.architecture, log_group=args.log_group,
             )
             bundle = render(opts)
             if _report(validate(bundle, rendered=True)):
@@ -99,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             for path in templates.write_bundle(bundle, args.out):
                 print(path)
+            return 0
+        if args.command == "cloudformation":
+            text = cloudformation.dump()
+            if args.out is None:
+                sys.stdout.write(text)
+            else:
+                args.out.write_text(text)
+                print(args.out)
             return 0
         if args.command == "validate":
             if args.directory is None:

@@ -35,6 +35,10 @@ SIDECAR_IMAGE = "mcp-tailnet-sidecar"
 INSPECTOR_IMAGE = "eks-inspector"
 STATE_DIR = "/var/lib/tailscale"
 STATE_VOLUME = "tailscale-state"
+#: The log group the templates name (every container's awslogs-group, the execution role's logs resource).
+DEFAULT_LOG_GROUP = "/ecs/mcp-tailnet"
+#: Fargate's CPU architectures (runtimePlatform.cpuArchitecture); the release builds both.
+ARCHITECTURES = ("X86_64", "ARM64")
 
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
@@ -54,6 +58,7 @@ _EFS_ID = re.compile(r"fs-[0-9a-f]{8,40}")
 _EFS_AP = re.compile(r"fsap-[0-9a-f]{8,40}")
 _LOGIN_SERVER = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[^\s]*)?")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
+_LOG_GROUP = re.compile(r"[A-Za-z0-9_./#-]{1,512}")
 
 
 class RenderError(ValueError):
@@ -83,7 +88,11 @@ class RenderOptions:
     efs_file_system_id: str | None = None
     efs_access_point_id: str | None = None
     server_image: str | None = None
+    #: TS_HOSTNAME of the stock-server task (the template's `mcp-server` when None).
+    server_hostname: str | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
+    architecture: str = "X86_64"
+    log_group: str = DEFAULT_LOG_GROUP
 
     def check(self) -> None:
         """Raise RenderError naming the first bad option."""
@@ -108,6 +117,11 @@ class RenderOptions:
             need(bool(_SG.fullmatch(self.security_group)), "--security-group", self.security_group, "a security group id (sg-...)")
         if self.hostname is not None:
             need(bool(_HOSTNAME.fullmatch(self.hostname)), "--hostname", self.hostname, "a lower-case DNS label")
+        if self.server_hostname is not None:
+            need(bool(_HOSTNAME.fullmatch(self.server_hostname)), "--server-hostname", self.server_hostname,
+                 "a lower-case DNS label")
+        need(self.architecture in ARCHITECTURES, "--architecture", self.architecture, " or ".join(ARCHITECTURES))
+        need(bool(_LOG_GROUP.fullmatch(self.log_group)), "--log-group", self.log_group, "a CloudWatch log group name")
         need(bool(_SECRET_NAME.fullmatch(self.secret_name)), "--secret-name", self.secret_name, "a Secrets Manager secret name")
         if self.secret_arn is not None:
             m = _SECRET_ARN.fullmatch(self.secret_arn)
@@ -206,6 +220,15 @@ def _retarget_images(task_definition: dict[str, Any], registry: str) -> None:
             c["image"] = registry + image[len(TEMPLATE_REGISTRY):]
 
 
+def _retarget_platform(td: dict[str, Any], opts: RenderOptions) -> None:
+    """The CPU architecture, and the log group every container writes to."""
+    td.setdefault("runtimePlatform", {"operatingSystemFamily": "LINUX"})["cpuArchitecture"] = opts.architecture
+    for c in td.get("containerDefinitions", []):
+        options = (c.get("logConfiguration") or {}).get("options") or {}
+        if options.get("awslogs-group") == DEFAULT_LOG_GROUP:
+            options["awslogs-group"] = opts.log_group
+
+
 def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: bool) -> None:
     sidecar = sidecar_of(td)
     if sidecar is None:
@@ -213,8 +236,9 @@ def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: 
     for secret in sidecar.get("secrets", []):
         if secret["name"] in ("TS_AUTHKEY", "TS_AUTH_KEY"):
             secret["valueFrom"] = opts.secret_value_from
-    if opts.hostname and primary:
-        _set_env(sidecar, "TS_HOSTNAME", opts.hostname)
+    hostname = opts.hostname if primary else opts.server_hostname
+    if hostname:
+        _set_env(sidecar, "TS_HOSTNAME", hostname)
     if opts.login_server:
         _set_env(sidecar, "SIDECAR_LOGIN_SERVER", opts.login_server)
     for name, value in opts.extra_env:
@@ -254,6 +278,8 @@ def _execution_policy(policy: dict[str, Any], opts: RenderOptions, images: list[
                 st["Resource"] = [f"arn:aws:ecr:{region}:{account}:repository/{repo}" for repo in repos]
         if sid == "ReadTheTailscaleAuthKey":
             st["Resource"] = opts.secret_policy_resource
+        if sid == "WriteTaskLogs" and isinstance(st.get("Resource"), str):
+            st["Resource"] = st["Resource"].replace(f":log-group:{DEFAULT_LOG_GROUP}:", f":log-group:{opts.log_group}:")
         statements.append(st)
     if opts.kms_key_arn:
         statements.append({
@@ -283,6 +309,13 @@ def _task_policy(policy: dict[str, Any], opts: RenderOptions) -> dict[str, Any]:
 def render(opts: RenderOptions, source: Bundle | None = None) -> Bundle:
     """Render every template; the stock-server variant only when --server-image is given."""
     opts.check()
+    return render_unchecked(opts, source)
+
+
+def render_unchecked(opts: RenderOptions, source: Bundle | None = None) -> Bundle:
+    """`render` without the option checks: cloudformation.py renders with symbolic values
+    (`${AWS::Region}`, `${ImageVersion}`, ...) through this same code, so the stack and
+    `render` share every container definition and policy statement."""
     source = source if source is not None else templates.load_bundle()
     values = {
         "ACCOUNT_ID": opts.account_id,
@@ -304,6 +337,7 @@ def render(opts: RenderOptions, source: Bundle | None = None) -> Bundle:
         doc = copy.deepcopy(doc)
         if name in templates.TASK_DEFINITIONS:
             _retarget_images(doc, opts.image_registry)
+            _retarget_platform(doc, opts)
             _apply_sidecar_options(doc, opts, primary=name == templates.TASK_DEFINITION)
         if name == templates.SERVICE and opts.subnets:
             doc["networkConfiguration"]["awsvpcConfiguration"]["subnets"] = list(opts.subnets)
