@@ -14,126 +14,18 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 
-from mcp_tailnet_sidecar.gateway import Gateway, GatewayConfig
-from mcp_tailnet_sidecar.identity import IdentityResolver
-from mcp_tailnet_sidecar.names import NodeNames
 from mcp_tailnet_sidecar.policy import parse_policy
 
-HOST = "mcp.tailnet.test"
+from .gateway_fakes import ALICE, JSON, MALLORY, Upstream, audit_lines, client, make_gateway, post  # noqa: F401
+
 MODERN = "2026-07-28"
-ALICE = {"Tailscale-User-Login": "alice@example.com", "X-Forwarded-For": "100.64.0.10"}
-MALLORY = {"Tailscale-User-Login": "mallory@example.com", "X-Forwarded-For": "100.64.0.66"}
-JSON = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 POLICY = parse_policy({"rules": [{"principals": ["*"], "tools": ["echo"]}]})  # add is denied to everyone
-
-
-class Upstream:
-    """A stand-in MCP server that records what reaches it and answers like one.
-
-    `hold` makes requests for those methods wait until `release` is set, so a test can
-    keep requests in flight.
-    """
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, str], bytes]] = []
-        self.hold: set[str] = set()
-        self.release = anyio.Event()
-        self.sessions = 0
-
-    def bodies(self) -> list[bytes]:
-        return [body for _, _, body in self.received]
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        self.received.append((scope["method"], headers, body))
-        try:
-            data = json.loads(body) if body else None
-        except ValueError:  # what a lenient server does with bytes it cannot read: an error, not a crash
-            data = None
-        items = data if isinstance(data, list) else [data]
-        if any(isinstance(m, dict) and m.get("method") in self.hold for m in items):
-            await self.release.wait()
-        answers = [self._answer(m) for m in items if isinstance(m, dict) and "id" in m and "method" in m]
-        extra = []
-        if any(isinstance(m, dict) and m.get("method") == "initialize" for m in items):
-            self.sessions += 1
-            extra.append((b"mcp-session-id", f"session-{self.sessions}".encode()))
-        if not answers:
-            await send({"type": "http.response.start", "status": 202, "headers": extra})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        out = json.dumps(answers if isinstance(data, list) else answers[0]).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), *extra]})
-        await send({"type": "http.response.body", "body": out})
-
-    @staticmethod
-    def _answer(m: dict) -> dict:
-        if m["method"] == "tools/list":
-            result: dict = {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "add")]}
-        elif m["method"] == "tools/call":
-            result = {"content": [{"type": "text", "text": "done"}]}
-        else:
-            result = {}
-        return {"jsonrpc": "2.0", "id": m["id"], "result": result}
-
-
-class AuditLines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append({k: v for k, v in record.__dict__.items() if k in ("event", "tool", "outcome", "who",
-                                                                                 "call_id", "source_ip")})
-
-
-@pytest.fixture
-def audit_lines() -> Iterator[list[dict]]:
-    handler = AuditLines()
-    logger = logging.getLogger("mcp_tailnet_sidecar.audit")
-    logger.addHandler(handler)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
-
-
-def make_gateway(upstream: Upstream, **config: Any) -> Gateway:
-    gw = Gateway(GatewayConfig(upstream_url="http://upstream", **config), names=NodeNames(extra=(HOST,)),
-                 resolver=IdentityResolver())
-    gw._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream), base_url="http://upstream")
-    return gw
-
-
-def client(gw: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url=f"http://{HOST}", timeout=10)
-
-
-def post(gw: Gateway, body: bytes, headers: dict | None = None, path: str = "/mcp") -> httpx.Response:
-    async def go() -> httpx.Response:
-        async with client(gw) as c:
-            return await c.post(path, content=body, headers={**JSON, **ALICE, **(headers or {})})
-    return anyio.run(go)
 
 
 def readings(body: bytes) -> set[tuple[object, object]]:
