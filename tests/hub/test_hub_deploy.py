@@ -350,3 +350,12 @@ def test_the_shipped_configs_keep_every_server_off_the_forwarded_addresses():
             if server.url:
                 assert host_port(server.url)[0] not in NEVER + (HUB_ALIAS,), f"{path}: {server.name} {server.url}"
             assert not server.headers and all(isinstance(v, str) for v in server.env.values())
+
+
+def test_docs_show_the_complete_example_as_compose_mounts_it():
+    """docs/hub.md's example is the file docker-compose.hub.yml mounts, byte for byte, and it parses."""
+    doc = (REPO_DIR / "docs" / "hub.md").read_text()
+    start = doc.index("```toml\n") + len("```toml\n")
+    shown = doc[start:doc.index("```", start)]
+    assert shown == EXAMPLE_CONFIG.read_text()
+    assert set(parsed(shown).servers) == {"k8s", "time", "everything"}
