@@ -24,7 +24,7 @@ from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
 from eks_inspector.render import Answer
-from eks_inspector.tools import cluster, describe, eks, events, get, logs
+from eks_inspector.tools import cluster, describe, diagnose, eks, events, get, logs
 
 log = logging.getLogger("eks_inspector")
 
@@ -60,6 +60,8 @@ PARAMS: dict[str, str] = {
     "addon": "Add-on name (omit to list)",
     "principal_arn": "IAM principal ARN of an access entry (omit to list)",
     "insight_id": "Insight id (omit to list)",
+    "log_lines": "Last log lines of each failing container (previous instance when it restarted); 0 reads none",
+    "max_findings": "How many ranked findings to return",
 }
 
 READ_ONLY = dict(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
@@ -128,6 +130,12 @@ TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
      "Events, newest first, for a namespace or one object; optionally warnings only."),
     ("top", cluster.top, "Resource usage",
      "CPU and memory of nodes or pods from metrics.k8s.io (like kubectl top)."),
+    ("diagnose", diagnose.diagnose, "Diagnose a workload",
+     "Why a Deployment, StatefulSet, DaemonSet, Job or Pod (resource + name), or a whole namespace (no resource), "
+     "is unhealthy, in one call: ranked findings, root cause first (missing ConfigMap/key/Secret/PVC references by "
+     "name, quota/LimitRange refusals, OOM kills, image pull errors, crash loops with exit code and last log "
+     "lines, scheduling failures, failing probes, node conditions and taints, stuck rollouts, warning events), "
+     "each naming the object it came from."),
     ("cluster_overview", cluster.cluster_overview, "Cluster overview",
      "Version, nodes with capacity and conditions, namespaces, and workloads that are not healthy."),
 ]
