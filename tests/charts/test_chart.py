@@ -111,7 +111,7 @@ def test_example_renders_its_kustomize_variant(name: str) -> None:
 def test_one_version_source() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     rel = release.defaults()
-    assert chart["appVersion"] == rel.version
+    assert chart["appVersion"] == rel.version and chart["version"] == rel.version
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["images"]["registry"] == rel.registry and values["images"]["tag"] == ""
     images = {c["image"] for _w, spec in pod_specs(template("--set", "hub.enabled=true", "--set", "hub.config=x"))
@@ -215,3 +215,34 @@ def test_every_example_is_documented() -> None:
     text = (CHART.parents[1] / "docs" / "eks.md").read_text()
     assert [n for n in EXAMPLES if f"examples/{n}.yaml" not in text] == []
     assert VARIANTS  # manifests_support found the variants the examples mirror
+
+
+def _package_step() -> str:
+    doc = yaml.safe_load((CHART.parents[1] / ".github" / "workflows" / "release.yml").read_text())
+    return next(s["run"] for s in doc["jobs"]["chart"]["steps"] if "helm package" in s.get("run", ""))
+
+
+@pytest.mark.parametrize("version_ok", [True, False], ids=["release-version", "other-version"])
+def test_release_workflow_packages_the_chart_at_the_release_version(tmp_path, version_ok: bool) -> None:
+    """The workflow's package step, run for real in bash with the lab's helm, on a copy of the chart."""
+    import os
+    import shutil
+    import subprocess
+
+    from mcp_tailnet_lab.paths import binary
+
+    shutil.copytree(CHART, tmp_path / "charts" / "mcp-tailnet")
+    version = release.defaults().version if version_ok else "9.9.9"
+    env = {"PATH": f"{binary('helm').parent}:{os.environ['PATH']}", "HOME": str(tmp_path), "VERSION": version,
+           **{f"HELM_{k}_HOME": str(tmp_path / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}}
+    proc = subprocess.run(["bash", "-e", "-c", _package_step()], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if not version_ok:
+        assert proc.returncode != 0, proc.stdout
+        assert f"appVersion {release.defaults().version} is not MCP_TAILNET_VERSION=9.9.9" in proc.stdout, proc.stdout
+        assert not (tmp_path / "dist").exists()
+        return
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    packaged = tmp_path / "dist" / f"mcp-tailnet-{version}.tgz"
+    shown = yaml.safe_load(helm("show", "chart", str(packaged)).stdout)
+    assert (shown["version"], shown["appVersion"]) == (version, version)

@@ -159,3 +159,24 @@ def remove(cluster: Any, docs: list[Doc]) -> None:
         for ns in namespaces_of(docs):
             cluster.kubectl("delete", _NAMESPACED_KINDS, "--all", "-n", ns, "--ignore-not-found", "--wait=false")
             delete_namespace(core, ns)
+
+
+# -- a pod run in Docker (tests/manifests/test_manifests_docker_pod.py, tests/charts) ----
+
+
+def wait_alive(containers: dict[str, Any], spec: Doc, timeout: float, logs: Any) -> None:
+    """Like the kubelet before it counts restarts: every container running, every liveness probe passing."""
+    from mcp_tailnet_lab.waiting import wait_for
+
+    def alive() -> bool:
+        for c in spec["containers"]:
+            container = containers[c["name"]]
+            container.reload()
+            assert container.status == "running", f"{c['name']} exited:\n{logs(container)}"
+        return all(containers[c["name"]].exec_run(c["livenessProbe"]["exec"]["command"]).exit_code == 0
+                   for c in spec["containers"])
+
+    try:
+        wait_for(alive, "every liveness probe of the pod", timeout, interval=2.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(f"--- {n}:\n{logs(c)}" for n, c in containers.items())) from None
