@@ -67,6 +67,7 @@ class Upstream:
         self.hold: set[str] = set()
         self.release = anyio.Event()
         self.sessions = 0
+        self.missing: set[str] = set()  # paths answered 404, as a server answers a path it does not serve
 
     def bodies(self) -> list[bytes]:
         return [body for _, _, body in self.received]
@@ -77,6 +78,10 @@ class Upstream:
         body = await read_body(receive)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.received.append((scope["method"], headers, body))
+        if scope["path"] in self.missing:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b"Not Found"})
+            return
         try:
             data = json.loads(body) if body else None
         except ValueError:  # what a lenient server does with bytes it cannot read: an error, not a crash
