@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_tailnet_sidecar.identity import Identity
+from mcp_tailnet_sidecar.settings import Settings
 
 POLICY_DENIED = -32001  # implementation-defined server error range of JSON-RPC 2.0
-MAX_PENDING = 1000  # per tracker (settings: SIDECAR_MAX_PENDING); beyond it new requests get 429
+MAX_PENDING = Settings.max_pending  # per tracker (SIDECAR_MAX_PENDING); beyond it new requests get 429
 ANSWER_KINDS = ("call", "list")  # kinds whose answer the gateway must see (audit, filtering)
 
 

@@ -122,6 +122,31 @@ class Settings:
     accept_upstream_exposure: bool = False  # SIDECAR_ACCEPT_UPSTREAM_EXPOSURE (packetfilter.py)
 
 
+@dataclass(frozen=True)
+class Number:
+    """A numeric gateway setting: its Settings field (whose default is the only one), variable and minimum."""
+
+    field: str
+    variable: str
+    minimum: float
+    integer: bool = False
+
+
+# GatewayConfig (gateway.py) takes its defaults from Settings too: one source per default.
+NUMBERS = (
+    Number("max_body_bytes", "SIDECAR_MAX_BODY_BYTES", 1024, integer=True),
+    Number("max_event_bytes", "SIDECAR_MAX_EVENT_BYTES", 1024, integer=True),
+    Number("connect_timeout", "SIDECAR_CONNECT_TIMEOUT", 0.1),
+    Number("request_timeout", "SIDECAR_REQUEST_TIMEOUT", 1.0),
+    Number("keepalive_interval", "SIDECAR_KEEPALIVE_INTERVAL", 0.0),
+    Number("drain_timeout", "SIDECAR_DRAIN_TIMEOUT", 0.0),
+    Number("body_read_timeout", "SIDECAR_BODY_READ_TIMEOUT", 0.1),
+    Number("max_concurrent_per_source", "SIDECAR_MAX_CONCURRENT_PER_SOURCE", 0, integer=True),
+    Number("max_json_response_bytes", "SIDECAR_MAX_JSON_RESPONSE_BYTES", 1024, integer=True),
+    Number("max_pending", "SIDECAR_MAX_PENDING", 1, integer=True),
+)
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -465,18 +490,8 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
         policy=policy,
         allowed_hosts=allowed_hosts,
         paths=paths,
-        max_body_bytes=int(_number(env, "SIDECAR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, integer=True)),
-        max_event_bytes=int(_number(env, "SIDECAR_MAX_EVENT_BYTES", 16 * 1024 * 1024, minimum=1024, integer=True)),
-        connect_timeout=_number(env, "SIDECAR_CONNECT_TIMEOUT", 5.0, minimum=0.1),
-        request_timeout=_number(env, "SIDECAR_REQUEST_TIMEOUT", 300.0, minimum=1.0),
-        keepalive_interval=_number(env, "SIDECAR_KEEPALIVE_INTERVAL", 15.0, minimum=0.0),
-        drain_timeout=_number(env, "SIDECAR_DRAIN_TIMEOUT", 20.0, minimum=0.0),
         log_level=log_level,
-        body_read_timeout=_number(env, "SIDECAR_BODY_READ_TIMEOUT", 30.0, minimum=0.1),
-        max_concurrent_per_source=int(_number(env, "SIDECAR_MAX_CONCURRENT_PER_SOURCE", 64, minimum=0,
-                                              integer=True)),
-        max_json_response_bytes=int(_number(env, "SIDECAR_MAX_JSON_RESPONSE_BYTES", 64 * 1024 * 1024,
-                                            minimum=1024, integer=True)),
-        max_pending=int(_number(env, "SIDECAR_MAX_PENDING", 1000, minimum=1, integer=True)),
+        **{n.field: _number(env, n.variable, getattr(Settings, n.field), minimum=n.minimum, integer=n.integer)
+           for n in NUMBERS},  # type: ignore[arg-type]
         accept_upstream_exposure=_bool(env, "SIDECAR_ACCEPT_UPSTREAM_EXPOSURE", False),
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mcp_tailnet_sidecar.settings import Settings
+
 KEEPALIVE = b": keepalive\n\n"
 
 
@@ -21,7 +23,7 @@ class EventTooLarge(ValueError):
 class EventSplitter:
     """Feed bytes, get back complete raw events (terminating blank line included)."""
 
-    max_event_bytes: int = 16 * 1024 * 1024
+    max_event_bytes: int = Settings.max_event_bytes
     _buf: bytearray = field(default_factory=bytearray)
     _scan: int = 0  # where the next line starts in _buf
     _event_start: int = 0
