@@ -185,7 +185,9 @@ def build(cluster: Any, ns: str, node: str) -> None:
         waiting("ImagePullBackOff", f'Back-off pulling image "{image}"', image=image)]))
     b.event(pod, "Failed", f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull and '
             f'unpack image "{image}": {image}: not found', count=4, field_path="spec.containers{app}")
-    b.event(pod, "BackOff", f'Back-off pulling image "{image}"', count=9, field_path="spec.containers{app}")
+    # the newest event only says the kubelet waits; the older one says why
+    b.event(pod, "BackOff", f'Back-off pulling image "{image}"', count=9, field_path="spec.containers{app}",
+            age_s=5)
 
     # crash loop (its previous log names the cause)
     t = b.template("crashy")

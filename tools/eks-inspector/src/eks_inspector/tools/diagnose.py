@@ -381,6 +381,8 @@ def _container_findings(d: Diagnosis, pod: dict[str, Any], status: dict[str, Any
         msg = f"image {image!r} cannot be pulled: {waiting.get('message') or wreason}"
         pulls = [e for e in d.events_of(pod, ("Failed", "ErrImagePull", "BackOff"))
                  if "image" in str(e.get("message", "")).lower() or "pull" in str(e.get("message", "")).lower()]
+        # the registry's answer ("Failed to pull ...: not found") says why; a BackOff only that it waits
+        pulls.sort(key=lambda e: e.get("reason") == "BackOff")
         if pulls:
             msg += f"; event: {d.use(pulls[0])}"
             for e in pulls[1:]:
