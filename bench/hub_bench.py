@@ -53,7 +53,7 @@ PAIRS = {"http-hub": "http-direct", "http-server": "http-direct", "stdio-hub": "
 
 
 @dataclass
-class Path_:
+class Route:
     name: str
     client: Client
     tool: str
@@ -77,7 +77,7 @@ async def timed(call: Callable[[], Awaitable[object]], n: int) -> list[float]:
     return out
 
 
-async def measure(paths: list[Path_], rounds: int, calls: int, warmup: int, limit: float) -> None:
+async def measure(paths: list[Route], rounds: int, calls: int, warmup: int, limit: float) -> None:
     """Open every session, warm each path, then `rounds` rounds in rotating order; at most `limit` s."""
     with anyio.fail_after(limit):
         async with contextlib.AsyncExitStack() as stack:
@@ -95,7 +95,7 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-def table(paths: list[Path_]) -> str:
+def table(paths: list[Route]) -> str:
     by = {p.name: p for p in paths}
     lines = ["| path | median ms | p90 ms | added ms (median) | ratio to direct (paired per round) |",
              "|---|---:|---:|---:|---:|"]
@@ -131,12 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         hub = start_hub(workdir, {"stock": {"transport": "streamable-http", "url": f"{stock.url}/mcp"},
                                   "time": time_server()})
         paths = [
-            Path_("http-direct", http_client(f"{stock.url}/mcp"), "add", {"a": 20, "b": 22}),
-            Path_("http-hub", http_client(f"{hub.base}/mcp"), "stock_add", {"a": 20, "b": 22}),
-            Path_("http-server", http_client(f"{hub.base}/servers/stock/mcp"), "stock_add", {"a": 20, "b": 22}),
-            Path_("stdio-direct", Client(StdioServerParameters(command=TIME_SERVER, args=["--local-timezone", "UTC"]),
+            Route("http-direct", http_client(f"{stock.url}/mcp"), "add", {"a": 20, "b": 22}),
+            Route("http-hub", http_client(f"{hub.base}/mcp"), "stock_add", {"a": 20, "b": 22}),
+            Route("http-server", http_client(f"{hub.base}/servers/stock/mcp"), "stock_add", {"a": 20, "b": 22}),
+            Route("stdio-direct", Client(StdioServerParameters(command=TIME_SERVER, args=["--local-timezone", "UTC"]),
                                          mode="legacy"), "get_current_time", {"timezone": "UTC"}),
-            Path_("stdio-hub", http_client(f"{hub.base}/mcp"), "time_get_current_time", {"timezone": "UTC"}),
+            Route("stdio-hub", http_client(f"{hub.base}/mcp"), "time_get_current_time", {"timezone": "UTC"}),
         ]
         started = time.monotonic()
         anyio.run(measure, paths, args.rounds, args.calls, args.warmup, args.limit)

@@ -170,6 +170,7 @@ def test_kustomize_config_map_is_the_image_default_and_names_the_inspector_alias
     assert set(cfg.servers) == {"k8s", "time"}
 
 
+@pytest.mark.slow
 def test_kustomize_server_side_dry_run_accepts_the_variant(cluster):
     docs = kustomized()
     with namespaces_created(cluster, docs):
@@ -206,6 +207,7 @@ anyio.run(main)
 """
 
 
+@pytest.mark.slow
 def test_the_variant_pod_runs_read_only_with_its_config_map(pod, repo_images, cluster, k8s_namespace, tmp_path_factory):
     """The rendered hub and inspector containers, in one network namespace, as the kubelet runs them."""
     docs = kustomized()
