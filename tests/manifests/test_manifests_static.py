@@ -347,7 +347,12 @@ def test_our_inspector_listens_on_a_loopback_alias_the_forwarder_never_dials(ren
                 assert host and host not in FORWARDER_TARGETS | {GATEWAY_ALIAS}, (how, host)
                 assert host.startswith("127."), (how, host)
                 upstream = env_value(container(spec, "tailscale"), "SIDECAR_UPSTREAM_URL")
-                assert upstream == f"http://{host}:{port}", (how, upstream)
+                # With the hub (manifests-variants/hub) the sidecar fronts the hub, which fronts
+                # the inspector: then the hub is what must sit on an alias.
+                hub = next((x for x in spec["containers"] if "mcp-hub" in x["image"].rsplit("/", 1)[-1]), None)
+                front = (env_value(hub, "HUB_HOST"), env_value(hub, "HUB_PORT")) if hub else (host, port)
+                assert upstream == f"http://{front[0]}:{front[1]}", (how, upstream)
+                assert front[0] not in FORWARDER_TARGETS | {GATEWAY_ALIAS}, (how, front)
                 for probe in ("livenessProbe", "readinessProbe"):
                     command = " ".join(c[probe]["exec"]["command"])
                     assert "os.environ['INSPECTOR_HOST']" in command and "127.0.0" not in command, (how, probe)
