@@ -24,7 +24,7 @@ from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
 from eks_inspector.render import Answer
-from eks_inspector.tools import cluster, describe, diagnose, eks, events, get, logs
+from eks_inspector.tools import cluster, describe, diagnose, eks, events, get, logs, rollout
 
 log = logging.getLogger("eks_inspector")
 
@@ -136,6 +136,9 @@ TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
      "name, quota/LimitRange refusals, OOM kills, image pull errors, crash loops with exit code and last log "
      "lines, scheduling failures, failing probes, node conditions and taints, stuck rollouts, warning events), "
      "each naming the object it came from."),
+    ("rollout", rollout.rollout, "Rollout status and history",
+     "A Deployment's, StatefulSet's or DaemonSet's rollout status (as kubectl rollout status) and revision history "
+     "(as kubectl rollout history: revision, change-cause, images of each revision)."),
     ("cluster_overview", cluster.cluster_overview, "Cluster overview",
      "Version, nodes with capacity and conditions, namespaces, and workloads that are not healthy."),
 ]
