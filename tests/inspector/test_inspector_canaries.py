@@ -168,6 +168,13 @@ def planted(cluster, tmp_path_factory) -> Iterator[dict[str, str]]:
             apply(cluster, manifests(node, group), ns)
             uid = json.loads(cluster.kubectl("get", "deployment", "api", "-n", ns, "-o", "json").stdout)["metadata"]["uid"]
             apply(cluster, event(ns, uid), ns)
+            # a crash-looping status, so diagnose reads the previous instance's log (the canary log)
+            cluster.kubectl("patch", "pod", "api-0", "-n", ns, "--subresource=status", "--type=merge", "-p",
+                            json.dumps({"status": {"phase": "Running", "containerStatuses": [{
+                                "name": "api", "image": "registry.example/canary-api:1.0", "imageID": "",
+                                "ready": False, "restartCount": 3, "started": False,
+                                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                                "lastState": {"terminated": {"reason": "Error", "exitCode": 2}}}]}}))
             # the premise: kubectl stored the canaries, including in last-applied-configuration
             raw = cluster.kubectl("get", "configmaps,deployments,pods,events,dbclusters", "-n", ns, "-o", "json").stdout
             assert raw.count(CID) > 30 and "last-applied-configuration" in raw
@@ -200,6 +207,12 @@ def plan(ns: str, group: str) -> list[tuple[str, dict[str, Any]]]:
         ("events", {"namespace": ns, "resource": "deployment", "name": "api", "warnings_only": True}),
         ("top", {"what": "pods", "namespace": ns}),
         ("cluster_overview", {}),
+        ("diagnose", {"namespace": ns, "max_findings": 100, "log_lines": 200}),
+        ("diagnose", {"resource": "deployment", "name": "api", "namespace": ns}),
+        ("diagnose", {"resource": "pod", "name": "api-0", "namespace": ns, "log_lines": 8}),  # inside the PEM block
+        ("rollout", {"resource": "deployment", "name": "api", "namespace": ns}),
+        ("explain", {"path": f"dbclusters.{group}"}),
+        ("explain", {"path": "configmap.data"}),
     ]
     return calls
 

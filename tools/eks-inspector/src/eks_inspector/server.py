@@ -24,7 +24,7 @@ from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
 from eks_inspector.render import Answer
-from eks_inspector.tools import cluster, describe, diagnose, eks, events, get, logs, rollout
+from eks_inspector.tools import cluster, describe, diagnose, eks, events, explain, get, logs, rollout
 
 log = logging.getLogger("eks_inspector")
 
@@ -62,6 +62,8 @@ PARAMS: dict[str, str] = {
     "insight_id": "Insight id (omit to list)",
     "log_lines": "Last log lines of each failing container (previous instance when it restarted); 0 reads none",
     "max_findings": "How many ranked findings to return",
+    "path": "RESOURCE[.FIELD...], e.g. deployment, deployment.spec.strategy, pods.spec.containers.env",
+    "api_version": "The resource's group/version when several serve it (e.g. apps/v1)",
 }
 
 READ_ONLY = dict(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
@@ -139,6 +141,9 @@ TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
     ("rollout", rollout.rollout, "Rollout status and history",
      "A Deployment's, StatefulSet's or DaemonSet's rollout status (as kubectl rollout status) and revision history "
      "(as kubectl rollout history: revision, change-cause, images of each revision)."),
+    ("explain", explain.explain, "Explain a resource's fields",
+     "Documentation of any kind or field, CRDs included, from the API server's OpenAPI v3 (like kubectl explain "
+     "deployment.spec.strategy): type, description, and the fields below it."),
     ("cluster_overview", cluster.cluster_overview, "Cluster overview",
      "Version, nodes with capacity and conditions, namespaces, and workloads that are not healthy."),
 ]

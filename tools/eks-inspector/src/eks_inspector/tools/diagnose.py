@@ -26,6 +26,7 @@ from eks_inspector.context import Inspector, age
 from eks_inspector.errors import InspectorError, Op
 from eks_inspector.kube import api_path
 from eks_inspector.render import Document
+from eks_inspector.scrub import scrub_text
 from eks_inspector.tools.describe import event_time
 
 T = TypeVar("T")
@@ -307,7 +308,9 @@ class Diagnosis:
                                           Op("get", "pods", "", self.ns, name, "log"), q)
         except InspectorError as exc:
             return f"not readable: {exc}"
-        return text.splitlines()[-self.log_lines:]
+        # scrubbed as one text before it is cut into lines: a PEM block spans lines, and each line
+        # alone would not look like one (the renderer scrubs each line again at its exit)
+        return scrub_text(text).splitlines()[-self.log_lines:]
 
     # -- finding --
 
