@@ -78,3 +78,18 @@ def test_the_command_stops_with_one_line_naming_the_variable(tmp_path: Path) -> 
     ok = subprocess.run([HUB, "--check-config"], env={"HUB_CONFIG": str(cfg)}, capture_output=True, text=True,
                         timeout=30)
     assert ok.returncode == 0 and "servers: time" in ok.stdout
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, r"hub\.ping_interval: must be between 0\.5 and 3600"),
+    (0.1, r"hub\.ping_interval: must be between 0\.5 and 3600"),
+    (True, r"hub\.ping_interval: expected a number"),
+    ("10", r"hub\.ping_interval: expected a number"),
+])
+def test_the_ping_interval_is_bounded(tmp_path: Path, value: object, message: str) -> None:
+    """A zero interval would ping an upstream in a tight loop; none at all would leave a dead one listed."""
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(write(tmp_path, render_toml({"ping_interval": value}, {"time": time_server()})))
+    assert config.load(write(tmp_path, render_toml({}, {"time": time_server()}))).limits.ping_interval == 10
+    assert config.load(write(tmp_path, render_toml({"ping_interval": 2.5}, {"time": time_server()}))
+                       ).limits.ping_interval == 2.5

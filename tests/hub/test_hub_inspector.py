@@ -115,8 +115,6 @@ def test_a_dead_inspector_takes_only_its_own_tools_away(workdir: Path, cluster, 
             assert hub.health()["shared"]["k8s"]["state"] in ("down", "starting")
 
 
-@pytest.mark.xfail(strict=True, reason="mcp-hub core (link.py): a shared HTTP upstream that died keeps its cached "
-                   "tool list until a call fails on it; no liveness check (e.g. a bounded ping) takes it down first")
 def test_a_dead_inspector_leaves_the_list_before_anyone_calls_it(workdir: Path, cluster, tmp_path_factory) -> None:
     """The issue: a dead upstream's tools disappear (and return when it does), so clients do not
     pick a tool that can only fail. Here nobody calls the dead upstream; only lists are asked."""

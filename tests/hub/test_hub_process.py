@@ -270,3 +270,73 @@ def test_http_and_sse_upstreams_are_relayed_and_shared(workdir: Path, upstream: 
             assert hub.started_children() == []
     finally:
         stop(stock.proc)
+
+
+@pytest.mark.parametrize("upstream", ["streamable-http", "sse"])
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_a_dead_shared_upstream_is_pinged_out_of_the_list_and_back_in(workdir: Path, upstream: str, how: str) -> None:
+    """Nobody lists or calls: the ping timer alone takes a dead (SIGKILL) or hung (SIGSTOP) HTTP/SSE
+    upstream's tools away, tells the session tools/list_changed and logs why; the stdio server stays
+    listed; when the upstream answers again its tools come back with another list_changed."""
+    stock = start_stock_server()
+    procs = [stock.proc]
+    try:
+        url = f"{stock.url}/mcp" if upstream == "streamable-http" else f"{stock.url}/sse"
+        limits = {"ping_interval": 0.5, "list_timeout": 2, "start_timeout": 2, "restart_initial": 0.2,
+                  "restart_max": 1}
+        with hub_running(workdir, {"stock": {"transport": upstream, "url": url}, "time": time_server()},
+                         hub=limits) as hub:
+            async def health() -> dict:
+                return (await anyio.to_thread.run_sync(hub.health))["shared"]["stock"]
+
+            async def run() -> None:
+                changes: list[float] = []
+
+                async def on_message(message) -> None:
+                    if isinstance(message, types.ToolListChangedNotification):
+                        changes.append(time.monotonic())
+
+                async def next_change(seen: int) -> None:
+                    with anyio.fail_after(30):
+                        while len(changes) <= seen:
+                            await anyio.sleep(0.05)
+
+                async with connected(hub.base, "streamable-http", message_handler=on_message) as c:
+                    assert {"stock_add", "time_get_current_time"} <= await tool_names(c)
+                    await anyio.sleep(1.5)  # a few pings answered: a live upstream stays up
+                    assert (await health())["state"] == "up"
+                    seen = len(changes)
+                    if how == "killed":
+                        stock.proc.kill()
+                        stock.proc.wait(10)
+                    else:
+                        stock.proc.send_signal(signal.SIGSTOP)
+                    await next_change(seen)
+                    down = await health()
+                    assert down["state"] in ("down", "starting"), down
+                    names = await tool_names(c)
+                    assert not any(n.startswith("stock_") for n in names), sorted(names)
+                    assert "time_get_current_time" in names
+                    lines = [r for r in hub.records() if r.get("server") == "stock" and r.get("outcome") == "down"]
+                    assert lines, "the upstream went down without a log line"
+                    if how == "frozen":
+                        assert "no answer to ping within 2 s" in lines[0]["msg"], lines[0]
+                    else:  # the ping's POST/SSE write fails; the SDK may end the connection with that error
+                        assert any(why in lines[0]["msg"] for why in ("ping failed", "ConnectError", "connection")), \
+                            lines[0]
+                    seen = len(changes)
+                    if how == "killed":
+                        procs.append(start_stock_server(port=stock.port).proc)  # same address, new process
+                    else:
+                        stock.proc.send_signal(signal.SIGCONT)
+                    await next_change(seen)
+                    assert {"stock_add", "time_get_current_time"} <= await tool_names(c)
+                    r = await c.call_tool("stock_add", {"a": 2, "b": 3})
+                    assert not r.is_error and "5" in text(r), text(r)
+                    assert (await health())["state"] == "up"
+            anyio.run(run)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+            stop(proc)

@@ -51,6 +51,7 @@ class Limits:
     start_timeout: float = 30.0   # spawn/connect + initialize
     restart_initial: float = 0.5  # first restart delay after a child dies; doubles
     restart_max: float = 30.0     # ceiling of that delay
+    ping_interval: float = 10.0   # an HTTP/SSE upstream is pinged this often (and on each cached list)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ _LIMIT_RANGES: dict[str, tuple[type, float, float]] = {
     "start_timeout": (float, 0.5, 600),
     "restart_initial": (float, 0.05, 600),
     "restart_max": (float, 0.05, 3600),
+    "ping_interval": (float, 0.5, 3600),
 }
 _STDIO_KEYS = {"transport", "command", "args", "env", "cwd", "sharing", "call_timeout"}
 _HTTP_KEYS = {"transport", "url", "headers", "sharing", "call_timeout"}

@@ -7,6 +7,12 @@ again after a delay that doubles up to `restart_max` (reset once a connection ha
 lived that long). Nothing here ever waits without a bound: listing waits at most
 `list_timeout`, a call at most the server's `call_timeout`, a start `start_timeout`.
 A call that was in flight when the upstream died is answered with the reason at once.
+
+An HTTP/SSE upstream has no process to watch, and a dead one's connection may not break
+until something is sent on it, so those links are pinged: every `ping_interval`, and
+before a cached list is served. A ping that fails or gets no answer within `list_timeout`
+takes the link down like a dead child (its tools leave, sessions are told), and the
+reconnect loop brings it back when the upstream answers `initialize` again.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, Protocol
 
 import anyio
 import httpx2
+from anyio.abc import TaskGroup
 import mcp_types as types
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.sse import sse_client
@@ -66,6 +73,14 @@ class State(enum.StrEnum):
     DOWN = "down"
 
 
+class _Probe:
+    """One ping in flight, shared by everyone who asks while it runs."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.failure: str | None = "the connection closed during a ping"  # until the ping says otherwise
+
+
 class Listener(Protocol):
     async def changed(self, link: Link, kinds: tuple[Kind, ...]) -> None: ...
     async def logged(self, link: Link, params: types.LoggingMessageNotificationParams) -> None: ...
@@ -107,6 +122,13 @@ class Link:
         self._dead_reason = ""
         self._cache: dict[Kind, list[Any]] = {}
         self._retry_at = 0.0
+        self._probes: TaskGroup | None = None  # the live connection's task group, for pings
+        self._probe: _Probe | None = None
+
+    @property
+    def pinged(self) -> bool:
+        """Whether liveness comes from pings: an HTTP/SSE upstream has no process to watch."""
+        return self.server.transport is not config.Transport.STDIO
 
     @property
     def name(self) -> str:
@@ -123,10 +145,13 @@ class Link:
         while True:
             started = anyio.current_time()
             try:
-                async with self._connect() as session:
-                    self._up(session)
+                async with self._connect() as session, anyio.create_task_group() as probes:
+                    self._up(session, probes)
+                    if self.pinged:
+                        probes.start_soon(self._watch, session)
                     await self.listener.changed(self, tuple(Kind))
                     await self._dead.wait()
+                    probes.cancel_scope.cancel()
                     reason = self._dead_reason
             except Exception as exc:  # the hub keeps serving the others whatever one upstream does
                 reason = self._why(_leaf(exc))
@@ -194,8 +219,9 @@ class Link:
             self._dead_reason = reason
             self._dead.set()
 
-    def _up(self, session: ClientSession) -> None:
+    def _up(self, session: ClientSession, probes: TaskGroup) -> None:
         self._session = session
+        self._probes = probes
         self._cache = {}
         self.state = State.UP
         self.reason = ""
@@ -204,6 +230,8 @@ class Link:
 
     def _down(self, reason: str, retry_in: float) -> None:
         self._session = None
+        self._probes = None
+        self._probe = None
         self._cache = {}
         self.state = State.DOWN
         self.reason = reason
@@ -212,6 +240,48 @@ class Link:
         log.warning("upstream down: %s; next attempt in %.1f s", reason, retry_in,
                     extra=self._log() | {"outcome": "down"})
         self.child = None
+
+    # -- liveness of HTTP/SSE upstreams ----------------------------------------------
+
+    async def _watch(self, session: ClientSession) -> None:
+        """Ping every ping_interval while connected; the first failure takes the link down."""
+        while True:  # ends with the connection: run() cancels this task group
+            await anyio.sleep(self.limits.ping_interval)
+            failure = await self._alive(session)
+            if failure is not None:
+                self.die(failure)
+                return
+
+    async def _alive(self, session: ClientSession) -> str | None:
+        """None when the upstream answers a ping within list_timeout, else why not.
+
+        Concurrent askers (the timer, every session's list) share one ping, which runs in the
+        connection's task group so that a caller giving up does not cancel it for the others.
+        """
+        probe = self._probe
+        if probe is None:
+            if self._probes is None or session is not self._session:
+                return "the connection closed"
+            probe = self._probe = _Probe()
+            self._probes.start_soon(self._ping, session, probe)
+        await probe.done.wait()  # bounded: _ping is bounded by list_timeout and ends with the connection
+        return probe.failure
+
+    async def _ping(self, session: ClientSession, probe: _Probe) -> None:
+        try:
+            with anyio.fail_after(self.limits.list_timeout):
+                await session.send_ping()
+            probe.failure = None
+        except TimeoutError:
+            probe.failure = f"no answer to ping within {self.limits.list_timeout:g} s (hub.list_timeout)"
+        except MCPError as exc:  # ping is mandatory in MCP: an error means this session is gone
+            probe.failure = f"ping failed: {exc.error.message[:300]}"
+        except Exception as exc:  # whatever the transport raises, the upstream did not answer
+            probe.failure = f"ping failed ({type(exc).__name__})"
+        finally:
+            if self._probe is probe:
+                self._probe = None
+            probe.done.set()
 
     # -- notifications from the upstream -------------------------------------------
 
@@ -260,6 +330,11 @@ class Link:
         """The upstream's whole list of `kind`, cached until it says the list changed."""
         session = await self._ready(self.limits.list_timeout)
         if kind in self._cache:
+            if self.pinged:  # a cache cannot tell whether its upstream still lives
+                failure = await self._alive(session)
+                if failure is not None:
+                    self.die(failure)
+                    raise Unavailable(f"'{self.name}' is unavailable: {failure}; the hub reconnects")
             return self._cache[kind]
         if not self.offers(kind):
             return []
