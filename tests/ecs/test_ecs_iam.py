@@ -32,6 +32,7 @@ def test_ecr_rights_only_for_an_ecr_registry(bundle: templates.Bundle) -> None:
     pull = next(st for st in ecr[EXEC]["Statement"] if st["Sid"] == "EcrPullOurImages")
     assert pull["Resource"] == [
         "arn:aws:ecr:eu-west-1:123456789012:repository/mcp/eks-inspector",
+        "arn:aws:ecr:eu-west-1:123456789012:repository/mcp/mcp-hub",  # the hub task's
         "arn:aws:ecr:eu-west-1:123456789012:repository/mcp/mcp-tailnet-sidecar",
     ]
 

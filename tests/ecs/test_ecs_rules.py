@@ -28,11 +28,17 @@ def _set(container: Doc, name: str, value: str) -> None:
     env[:] = [e for e in env if e["name"] != name] + [{"name": name, "value": value}]
 
 
+def _waited_for(td: Doc) -> Doc:
+    """The container the sidecar waits for: the server, or the hub in front of it."""
+    name = sidecar_of(td)["dependsOn"][0]["containerName"]
+    return next(c for c in td["containerDefinitions"] if c["name"] == name)
+
+
 TASK_BREAKS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "cpu 256 with 4096 MiB": ("cpu-memory", lambda td: td.update(cpu="256", memory="4096")),
     "cpu 300 is no Fargate size": ("cpu-memory", lambda td: td.update(cpu="300")),
     "no task memory": ("cpu-memory", lambda td: td.pop("memory")),
-    "containers ask more than the task": ("cpu-memory", lambda td: _server(td).update(memory=2048)),
+    "containers ask more than the task": ("cpu-memory", lambda td: _server(td).update(memory=int(td["memory"]) * 2)),
     "bridge network mode": ("awsvpc", lambda td: td.update(networkMode="bridge")),
     "EC2 only": ("fargate", lambda td: td.update(requiresCompatibilities=["EC2"])),
     "privileged sidecar": ("privileged", lambda td: sidecar_of(td).update(privileged=True)),
@@ -58,7 +64,7 @@ TASK_BREAKS: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "health interval above 300": ("health-checks", lambda td: _server(td)["healthCheck"].update(interval=301)),
     "sidecar starts without waiting": ("depends-on", lambda td: sidecar_of(td).pop("dependsOn")),
     "depends on a missing container": ("depends-on", lambda td: sidecar_of(td)["dependsOn"][0].update(containerName="nope")),
-    "dependency cycle": ("depends-on", lambda td: _server(td).update(
+    "dependency cycle": ("depends-on", lambda td: _waited_for(td).update(
         dependsOn=[{"containerName": sidecar_of(td)["name"], "condition": "START"}])),
     "port mapping": ("no-ingress-ports", lambda td: _server(td).update(portMappings=[{"containerPort": 8080}])),
     "writable root": ("readonly-root", lambda td: sidecar_of(td).update(readonlyRootFilesystem=False)),

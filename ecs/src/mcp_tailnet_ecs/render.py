@@ -33,6 +33,8 @@ TEMPLATE_REGISTRY = "ghcr.io/OWNER"
 DEFAULT_SECRET_NAME = "mcp-tailnet/ts-authkey"
 SIDECAR_IMAGE = "mcp-tailnet-sidecar"
 INSPECTOR_IMAGE = "eks-inspector"
+#: mcp-hub (tools/mcp-hub): in front of the inspector in the hub task; a derived image keeps this in its name.
+HUB_IMAGE = "mcp-hub"
 STATE_DIR = "/var/lib/tailscale"
 STATE_VOLUME = "tailscale-state"
 #: The log group the templates name (every container's awslogs-group, the execution role's logs resource).
@@ -229,14 +231,16 @@ def _retarget_platform(td: dict[str, Any], opts: RenderOptions) -> None:
             options["awslogs-group"] = opts.log_group
 
 
-def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: bool) -> None:
+def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: bool,
+                           hostname: str | None) -> None:
+    """The auth key, hostname, login server and extra env on the sidecar; EFS state only for
+    the primary task (one state directory is one node: two tasks must never share it)."""
     sidecar = sidecar_of(td)
     if sidecar is None:
         return
     for secret in sidecar.get("secrets", []):
         if secret["name"] in ("TS_AUTHKEY", "TS_AUTH_KEY"):
             secret["valueFrom"] = opts.secret_value_from
-    hostname = opts.hostname if primary else opts.server_hostname
     if hostname:
         _set_env(sidecar, "TS_HOSTNAME", hostname)
     if opts.login_server:
@@ -307,7 +311,7 @@ def _task_policy(policy: dict[str, Any], opts: RenderOptions) -> dict[str, Any]:
 
 
 def render(opts: RenderOptions, source: Bundle | None = None) -> Bundle:
-    """Render every template; the stock-server variant only when --server-image is given."""
+    """Render every template (the hub task too); the stock-server variant only when --server-image is given."""
     opts.check()
     return render_unchecked(opts, source)
 
@@ -330,6 +334,8 @@ def render_unchecked(opts: RenderOptions, source: Bundle | None = None) -> Bundl
         values["MCP_SERVER_IMAGE"] = opts.server_image
     if opts.owner:
         values["OWNER"] = opts.owner
+    #: the hub task keeps its template's TS_HOSTNAME (mcp-hub): no option names it yet
+    hostnames = {templates.TASK_DEFINITION: opts.hostname, templates.STOCK_SERVER_TASK_DEFINITION: opts.server_hostname}
     out: Bundle = {}
     for name, doc in source.items():
         if name == templates.STOCK_SERVER_TASK_DEFINITION and not opts.server_image:
@@ -338,7 +344,8 @@ def render_unchecked(opts: RenderOptions, source: Bundle | None = None) -> Bundl
         if name in templates.TASK_DEFINITIONS:
             _retarget_images(doc, opts.image_registry)
             _retarget_platform(doc, opts)
-            _apply_sidecar_options(doc, opts, primary=name == templates.TASK_DEFINITION)
+            _apply_sidecar_options(doc, opts, primary=name == templates.TASK_DEFINITION,
+                                   hostname=hostnames.get(name))
         if name == templates.SERVICE and opts.subnets:
             doc["networkConfiguration"]["awsvpcConfiguration"]["subnets"] = list(opts.subnets)
         out[name] = _substitute(doc, values)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from mcp_tailnet_ecs.render import INSPECTOR_IMAGE, sidecar_of, strings
+from mcp_tailnet_ecs.render import HUB_IMAGE, INSPECTOR_IMAGE, sidecar_of, strings
 
 #: Fargate task sizes: CPU units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -40,6 +40,9 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
 #: Where userspace tailscaled forwards unserved tailnet ports (docs/design.md facts 1, 7), and the gateway's alias.
 FORWARDER_TARGETS = ("127.0.0.1", "::1")
 GATEWAY_ALIAS = "127.0.0.2"
+#: Our servers' listen addresses when their env says nothing (eks_inspector and mcp_hub settings).
+INSPECTOR_DEFAULT = ("127.0.0.1", "8080")
+HUB_DEFAULT = ("127.0.0.3", "8080")
 UNSUPPORTED_CONTAINER_KEYS = ("links", "hostname", "extraHosts", "dockerSecurityOptions", "systemControls", "volumesFrom")
 
 
@@ -291,9 +294,33 @@ def _env_of(container: dict[str, Any]) -> dict[str, str]:
     return {str(e.get("name")): str(e.get("value")) for e in container.get("environment") or []}
 
 
+def _runs(container: dict[str, Any], image: str) -> bool:
+    return image in str(container.get("image", "")).rsplit("/", 1)[-1]
+
+
+def _reachable_past_the_gateway(host: str) -> bool:
+    """127.0.0.1/::1 (the userspace forwarder dials them), a wildcard, the gateway's own alias, a
+    name, or anything not loopback: a server of ours there is reachable without the gateway."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return ip.is_unspecified or not ip.is_loopback or host in FORWARDER_TARGETS + (GATEWAY_ALIAS,)
+
+
+def _url(host: str, port: str) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 @_task_rule("upstream-address")
 def _upstream_address(td: TaskDef) -> list[Finding]:
-    """The MCP server stays on loopback; ours on an alias the userspace forwarder never dials."""
+    """The MCP server stays on loopback; ours on an alias the userspace forwarder never dials.
+
+    With mcp-hub in the task the sidecar forwards to the hub (HUB_HOST:HUB_PORT) and the hub
+    to the inspector: both must be off the forwarded addresses, and the sidecar must point at
+    the hub, not past it (a sidecar aimed at the inspector would skip the hub's other servers,
+    and one aimed anywhere else forwards to whatever listens there).
+    """
     sidecar = sidecar_of(td)
     if sidecar is None:
         return []
@@ -303,22 +330,35 @@ def _upstream_address(td: TaskDef) -> list[Finding]:
         loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
     except ValueError:
         loopback = False
-    if not loopback:
-        return [Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
-                        f"{url!r}: the MCP server listens on loopback in the task (an address on the task's ENI "
-                        f"is reachable from the VPC, past the sidecar)")]
     found = []
+    if not loopback:  # reported once; the servers' own addresses are still checked below
+        found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
+                             f"{url!r}: the MCP server listens on loopback in the task (an address on the task's "
+                             f"ENI is reachable from the VPC, past the sidecar)"))
+    hubs = [(where, c) for where, c in _containers(td) if _runs(c, HUB_IMAGE)]
+    for where, c in hubs:
+        env = _env_of(c)
+        host, port = env.get("HUB_HOST", HUB_DEFAULT[0]), env.get("HUB_PORT", HUB_DEFAULT[1])
+        if _reachable_past_the_gateway(host):
+            found.append(Finding("upstream-address", f"{where}.environment[HUB_HOST]",
+                                 f"{host!r}: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1, "
+                                 f"so the hub listens on a loopback alias of its own ({HUB_DEFAULT[0]}), not "
+                                 f"127.0.0.1, ::1, a wildcard or the gateway's {GATEWAY_ALIAS}"))
+        elif loopback and url.rstrip("/") != _url(host, port):
+            found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
+                                 f"{url!r} is not where the hub listens ({_url(host, port)}): the sidecar "
+                                 f"forwards to the hub, which fronts the other servers"))
     for where, c in _containers(td):
-        if INSPECTOR_IMAGE not in str(c.get("image", "")).rsplit("/", 1)[-1]:
+        if not _runs(c, INSPECTOR_IMAGE):
             continue
         env = _env_of(c)
-        host, port = env.get("INSPECTOR_HOST", "127.0.0.1"), env.get("INSPECTOR_PORT", "8080")
-        if host in FORWARDER_TARGETS + ("localhost", "0.0.0.0", "::", GATEWAY_ALIAS):
+        host, port = env.get("INSPECTOR_HOST", INSPECTOR_DEFAULT[0]), env.get("INSPECTOR_PORT", INSPECTOR_DEFAULT[1])
+        if _reachable_past_the_gateway(host):
             found.append(Finding("upstream-address", f"{where}.environment[INSPECTOR_HOST]",
                                  f"{host!r}: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1, "
                                  f"so the inspector listens on a loopback alias of its own (127.0.0.3), not "
                                  f"127.0.0.1, a wildcard or the gateway's {GATEWAY_ALIAS}"))
-        elif (parts.hostname, str(parts.port or 80)) != (host, port):
+        elif loopback and not hubs and (parts.hostname, str(parts.port or 80)) != (host, port):
             found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
                                  f"{url!r} is not where the inspector listens ({host}:{port})"))
     return found

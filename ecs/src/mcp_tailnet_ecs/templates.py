@@ -13,13 +13,16 @@ from typing import Any
 
 TASK_DEFINITION = "task-definition.json"
 STOCK_SERVER_TASK_DEFINITION = "task-definition.stock-server.json"
+#: The inspector behind mcp-hub, with the hub's other servers (docs/hub.md): its own tailnet node.
+HUB_TASK_DEFINITION = "task-definition.hub.json"
 SERVICE = "service.json"
 EXECUTION_POLICY = "iam/execution-role-policy.json"
 TASK_POLICY = "iam/task-role-policy.json"
 TRUST_POLICY = "iam/trust-policy.json"
 
-ALL = (TASK_DEFINITION, STOCK_SERVER_TASK_DEFINITION, SERVICE, EXECUTION_POLICY, TASK_POLICY, TRUST_POLICY)
-TASK_DEFINITIONS = (TASK_DEFINITION, STOCK_SERVER_TASK_DEFINITION)
+ALL = (TASK_DEFINITION, STOCK_SERVER_TASK_DEFINITION, HUB_TASK_DEFINITION, SERVICE, EXECUTION_POLICY, TASK_POLICY,
+       TRUST_POLICY)
+TASK_DEFINITIONS = (TASK_DEFINITION, STOCK_SERVER_TASK_DEFINITION, HUB_TASK_DEFINITION)
 
 #: A rendered set of documents: relative file name -> parsed JSON.
 Bundle = dict[str, Any]
@@ -44,7 +47,7 @@ def load_bundle(directory: Path | None = None) -> Bundle:
                 bundle[name] = json.loads(path.read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if TASK_DEFINITION not in bundle and STOCK_SERVER_TASK_DEFINITION not in bundle:
+    if not any(name in bundle for name in TASK_DEFINITIONS):
         raise ValueError(f"{directory}: no {TASK_DEFINITION} here")
     return bundle
 
