@@ -75,6 +75,9 @@ def test_the_shipped_hub_task_passes_the_upstream_rule() -> None:
     """Inspector on 127.0.0.4, hub on 127.0.0.3 fronting it, sidecar -> the hub: nothing to report
     (before the rule knew the hub it said the sidecar was not where the inspector listens)."""
     assert _upstream_findings(_hub_task()) == []
+    td = _hub_task()
+    _set(sidecar_of(td), "SIDECAR_UPSTREAM_URL", "http://127.0.0.3:8080/")
+    assert _upstream_findings(td) == []
 
 
 def test_the_hub_defaults_are_its_own() -> None:
@@ -88,7 +91,7 @@ def test_the_hub_defaults_are_its_own() -> None:
     _set(hub, "HUB_PORT", "9000")
     found = _upstream_findings(td)
     assert [f.where for f in found] == ["sidecar.environment[SIDECAR_UPSTREAM_URL]"], found
-    assert "not where the hub listens (http://127.0.0.3:9000)" in found[0].message
+    assert "not where the hub listens (127.0.0.3:9000)" in found[0].message
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "127.0.0.2", "localhost", "10.0.0.5"])
@@ -106,14 +109,15 @@ def test_a_hub_where_the_forwarder_or_the_gateway_listens_is_reported(host: str)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.4:8080", "http://127.0.0.3:9090", "http://127.0.0.5:8080",
-                                 "http://127.0.0.1:8080", "http://localhost:8080"])
+                                 "http://127.0.0.1:8080", "http://localhost:8080", "http://127.0.0.3",
+                                 "https://127.0.0.3:8080", "http://127.0.0.3:8080/mcp", "http://127.0.0.3:8080/?x=1"])
 def test_a_sidecar_aimed_past_the_hub_is_reported(url: str) -> None:
     """Straight at the inspector (the hub's other servers skipped), or at an address nothing of ours holds."""
     td = _hub_task()
     _set(sidecar_of(td), "SIDECAR_UPSTREAM_URL", url)
     found = _upstream_findings(td)
     assert [f.where for f in found] == ["sidecar.environment[SIDECAR_UPSTREAM_URL]"], found
-    assert "is not where the hub listens (http://127.0.0.3:8080)" in found[0].message
+    assert "is not where the hub listens (127.0.0.3:8080)" in found[0].message
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "127.0.0.2"])

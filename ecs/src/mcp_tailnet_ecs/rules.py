@@ -40,9 +40,6 @@ DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
 #: Where userspace tailscaled forwards unserved tailnet ports (docs/design.md facts 1, 7), and the gateway's alias.
 FORWARDER_TARGETS = ("127.0.0.1", "::1")
 GATEWAY_ALIAS = "127.0.0.2"
-#: Our servers' listen addresses when their env says nothing (eks_inspector and mcp_hub settings).
-INSPECTOR_DEFAULT = ("127.0.0.1", "8080")
-HUB_DEFAULT = ("127.0.0.3", "8080")
 UNSUPPORTED_CONTAINER_KEYS = ("links", "hostname", "extraHosts", "dockerSecurityOptions", "systemControls", "volumesFrom")
 
 
@@ -294,8 +291,30 @@ def _env_of(container: dict[str, Any]) -> dict[str, str]:
     return {str(e.get("name")): str(e.get("value")) for e in container.get("environment") or []}
 
 
-def _runs(container: dict[str, Any], image: str) -> bool:
-    return image in str(container.get("image", "")).rsplit("/", 1)[-1]
+@dataclass(frozen=True)
+class OurServer:
+    """A server of ours in a task: its image, the variables that place it, their defaults."""
+
+    name: str
+    image: str
+    host_variable: str
+    port_variable: str
+    default_host: str  # what it listens on when the env says nothing (its settings module)
+    alias: str  # the loopback alias the shipped task definitions give it
+
+
+INSPECTOR = OurServer("inspector", INSPECTOR_IMAGE, "INSPECTOR_HOST", "INSPECTOR_PORT", "127.0.0.1", "127.0.0.3")
+HUB = OurServer("hub", HUB_IMAGE, "HUB_HOST", "HUB_PORT", "127.0.0.3", "127.0.0.3")
+
+
+def _placed(td: TaskDef, server: OurServer) -> list[tuple[str, str, str]]:
+    """(where, host, port) of each container running `server`'s image."""
+    out = []
+    for where, c in _containers(td):
+        if server.image in str(c.get("image", "")).rsplit("/", 1)[-1]:
+            env = _env_of(c)
+            out.append((where, env.get(server.host_variable, server.default_host), env.get(server.port_variable, "8080")))
+    return out
 
 
 def _reachable_past_the_gateway(host: str) -> bool:
@@ -308,8 +327,14 @@ def _reachable_past_the_gateway(host: str) -> bool:
     return ip.is_unspecified or not ip.is_loopback or host in FORWARDER_TARGETS + (GATEWAY_ALIAS,)
 
 
-def _url(host: str, port: str) -> str:
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+def _points_at(url: str, host: str, port: str) -> bool:
+    """Whether the sidecar's upstream URL is exactly http://host:port (a trailing / allowed)."""
+    parts = urlsplit(url)
+    try:
+        url_port = str(parts.port or 80)
+    except ValueError:
+        return False
+    return (parts.scheme, parts.hostname, url_port, parts.path, parts.query) in {("http", host, port, p, "") for p in ("", "/")}
 
 
 @_task_rule("upstream-address")
@@ -318,16 +343,16 @@ def _upstream_address(td: TaskDef) -> list[Finding]:
 
     With mcp-hub in the task the sidecar forwards to the hub (HUB_HOST:HUB_PORT) and the hub
     to the inspector: both must be off the forwarded addresses, and the sidecar must point at
-    the hub, not past it (a sidecar aimed at the inspector would skip the hub's other servers,
-    and one aimed anywhere else forwards to whatever listens there).
+    the hub, not past it (aimed at the inspector it would skip the hub's other servers; aimed
+    anywhere else it forwards to whatever listens there).
     """
     sidecar = sidecar_of(td)
     if sidecar is None:
         return []
     url = _env_of(sidecar).get("SIDECAR_UPSTREAM_URL", DEFAULT_UPSTREAM)
-    parts = urlsplit(url)
+    host_of_url = urlsplit(url).hostname
     try:
-        loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname or "").is_loopback
+        loopback = host_of_url == "localhost" or ipaddress.ip_address(host_of_url or "").is_loopback
     except ValueError:
         loopback = False
     found = []
@@ -335,32 +360,19 @@ def _upstream_address(td: TaskDef) -> list[Finding]:
         found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
                              f"{url!r}: the MCP server listens on loopback in the task (an address on the task's "
                              f"ENI is reachable from the VPC, past the sidecar)"))
-    hubs = [(where, c) for where, c in _containers(td) if _runs(c, HUB_IMAGE)]
-    for where, c in hubs:
-        env = _env_of(c)
-        host, port = env.get("HUB_HOST", HUB_DEFAULT[0]), env.get("HUB_PORT", HUB_DEFAULT[1])
-        if _reachable_past_the_gateway(host):
-            found.append(Finding("upstream-address", f"{where}.environment[HUB_HOST]",
-                                 f"{host!r}: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1, "
-                                 f"so the hub listens on a loopback alias of its own ({HUB_DEFAULT[0]}), not "
-                                 f"127.0.0.1, ::1, a wildcard or the gateway's {GATEWAY_ALIAS}"))
-        elif loopback and url.rstrip("/") != _url(host, port):
-            found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
-                                 f"{url!r} is not where the hub listens ({_url(host, port)}): the sidecar "
-                                 f"forwards to the hub, which fronts the other servers"))
-    for where, c in _containers(td):
-        if not _runs(c, INSPECTOR_IMAGE):
-            continue
-        env = _env_of(c)
-        host, port = env.get("INSPECTOR_HOST", INSPECTOR_DEFAULT[0]), env.get("INSPECTOR_PORT", INSPECTOR_DEFAULT[1])
-        if _reachable_past_the_gateway(host):
-            found.append(Finding("upstream-address", f"{where}.environment[INSPECTOR_HOST]",
-                                 f"{host!r}: userspace tailscaled forwards every unserved tailnet port to 127.0.0.1, "
-                                 f"so the inspector listens on a loopback alias of its own (127.0.0.3), not "
-                                 f"127.0.0.1, a wildcard or the gateway's {GATEWAY_ALIAS}"))
-        elif loopback and not hubs and (parts.hostname, str(parts.port or 80)) != (host, port):
-            found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
-                                 f"{url!r} is not where the inspector listens ({host}:{port})"))
+    placed = {server: _placed(td, server) for server in (HUB, INSPECTOR)}
+    front = HUB if placed[HUB] else INSPECTOR  # whom the sidecar forwards to
+    for server, places in placed.items():
+        for where, host, port in places:
+            if _reachable_past_the_gateway(host):
+                found.append(Finding("upstream-address", f"{where}.environment[{server.host_variable}]",
+                                     f"{host!r}: userspace tailscaled forwards every unserved tailnet port to "
+                                     f"127.0.0.1, so the {server.name} listens on a loopback alias of its own "
+                                     f"({server.alias}), not 127.0.0.1, ::1, a wildcard or the gateway's "
+                                     f"{GATEWAY_ALIAS}"))
+            elif server is front and loopback and not _points_at(url, host, port):
+                found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
+                                     f"{url!r} is not where the {server.name} listens ({host}:{port})"))
     return found
 
 
