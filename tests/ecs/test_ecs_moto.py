@@ -91,7 +91,9 @@ def test_register_command_creates_a_private_service(moto_endpoint: str, aws_env:
     proc = run_cli(aws_env, "register", str(out), "--region", REGION, "--endpoint-url", moto_endpoint, "--create-service")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert len(result["taskDefinitionArns"]) == 2
+    # the inspector, the stock server and the hub task; the service runs the inspector's
+    families = sorted(arn.rsplit("/", 1)[1].split(":")[0] for arn in result["taskDefinitionArns"])
+    assert families == ["mcp-tailnet-eks-inspector", "mcp-tailnet-hub", "mcp-tailnet-stock-server"], families
     ecs = boto3.client("ecs", region_name=REGION, endpoint_url=moto_endpoint)
     (service,) = ecs.describe_services(cluster=vpc["cluster"], services=[result["serviceArn"]])["services"]
     net = service["networkConfiguration"]["awsvpcConfiguration"]
