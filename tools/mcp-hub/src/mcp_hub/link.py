@@ -264,8 +264,10 @@ class Link:
                 return "the connection closed"
             probe = self._probe = _Probe()
             self._probes.start_soon(self._ping, session, probe)
-        await probe.done.wait()  # bounded: _ping is bounded by list_timeout and ends with the connection
-        return probe.failure
+        with anyio.move_on_after(self.limits.list_timeout + 1.0):  # _ping is bounded too; this bounds the wait
+            await probe.done.wait()
+            return probe.failure
+        return f"no answer to ping within {self.limits.list_timeout:g} s (hub.list_timeout)"
 
     async def _ping(self, session: ClientSession, probe: _Probe) -> None:
         try:
