@@ -47,6 +47,7 @@ from mcp_tailnet_lab.netns import LabNetwork
 from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 from mcp_tailnet_lab.ports import free_port
 from mcp_tailnet_lab.tailnet import Tailnet
+from native_load import passive_opens
 
 SIDECAR = str(Path(sys.executable).parent / "mcp-tailnet-sidecar")
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -123,6 +124,21 @@ def fds_by_name(root: int) -> dict[str, int]:
             out[name] = out.get(name, 0) + len(list(Path(f"/proc/{pid}/fd").iterdir()))
         except OSError:
             continue
+    return out
+
+
+def cpu_by_name(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each process in the tree so far, keyed by command name:
+    at the end of a soak, which part of the chain did the work."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in tree_pids(root):
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = round(out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick, 1)
     return out
 
 
@@ -212,7 +228,13 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
         if how:
             return httpx.AsyncClient(proxy=how, limits=limits, timeout=timeout)
         return httpx.AsyncClient(limits=limits, timeout=timeout)
-    clients = [client(how) for how, _ in urls]
+    # httpcore scans its whole pool for every request it places (O(connections)), so one client
+    # holding 1,000+ connections makes the driver, not the sidecar, the bottleneck: several small
+    # pools per node instead, each task bound to one of them.
+    n = args.streams + args.clients
+    per_node = max(1, -(-n // (len(urls) * args.pool_size)))
+    routes = [u for u in urls for _ in range(per_node)]
+    clients = [client(how) for how, _ in routes]
     samples: list[dict] = []
     tasks: list[asyncio.Task] = []
     ramp_end = time.monotonic() + args.ramp
@@ -233,11 +255,10 @@ async def drive(urls: list[tuple[str, str]], args: argparse.Namespace, sidecar_p
 
     sampler_task = asyncio.create_task(sampler())
     # ramp: streams and clients spread over the ramp time, round robin over the client nodes
-    n = args.streams + args.clients
     order = ["s"] * args.streams + ["c"] * args.clients
     random.Random(1).shuffle(order)
     for i, kind in enumerate(order):
-        http, (_, url) = clients[i % len(clients)], urls[i % len(urls)]
+        http, (_, url) = clients[i % len(clients)], routes[i % len(routes)]
         if kind == "s":
             tasks.append(asyncio.create_task(idle_stream(http, url, until, tally)))
         else:
@@ -320,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-nodes", type=int, default=2, help="userspace tailnet nodes carrying the load")
     p.add_argument("--sample", type=float, default=10.0, help="seconds between memory samples")
     p.add_argument("--keepalive", default="15", help="SIDECAR_KEEPALIVE_INTERVAL of the sidecar")
+    p.add_argument("--pool-size", type=int, default=50, help="tasks sharing one HTTP client (connection pool)")
     p.add_argument("--upstream-workers", type=int, default=1, help="uvicorn worker processes of the stock server")
     p.add_argument("--out", type=Path, help="write the JSON result here too")
     p.add_argument("--max-growth-pct", type=float, default=10.0, help="memory counts as flat below this growth")
@@ -354,8 +376,15 @@ def main(argv: list[str] | None = None) -> int:
             for node in nodes:
                 node.wait_for_peers({name}, timeout=120)
             urls = [(node.proxy_url, f"http://{name}") for node in nodes]
+            opens = passive_opens(ns)
             result = asyncio.run(drive(urls, args, sidecar.pid, log))
+            # serve's backend pool keeps 2 idle connections per host (Go's default): under load
+            # most calls open a new connection to the gateway; this counts them
+            result["tcp_connections_accepted_in_pod"] = passive_opens(ns) - opens
             result["stock_server_rss_mib"] = round(rss_by_name(stock.pid).get("python", 0) / 1024, 1) or None
+            result["cpu_s"] = {"sidecar": cpu_by_name(sidecar.pid), "upstream": sum(cpu_by_name(stock.pid).values()),
+                               "client nodes": sum(sum(cpu_by_name(n._proc.pid).values()) for n in nodes if n._proc),
+                               "driver": round(time.process_time(), 1)}
             result["sidecar_alive_at_end"] = sidecar.poll() is None
             result["client_node_rss_mib"] = {n.name: round(sum(rss_by_name(n._proc.pid).values()) / 1024, 1)
                                              for n in nodes if n._proc is not None}
@@ -397,6 +426,8 @@ def local_run(args: argparse.Namespace, workdir: Path, log) -> dict:
             time.sleep(3)
             result = asyncio.run(drive([(f"uds:{workdir / 'gw.sock'}", "http://mcp.soak.test")], args, gateway.pid, log))
             result["sidecar_alive_at_end"] = gateway.poll() is None
+            result["cpu_s"] = {"gateway": sum(cpu_by_name(gateway.pid).values()),
+                               "upstream": sum(cpu_by_name(stock.pid).values()), "driver": round(time.process_time(), 1)}
         result["stock_server_rss_mib"] = round(rss_by_name(stock.pid).get("python", 0) / 1024, 1) or None
         result.setdefault("sidecar_alive_at_end", stock.poll() is None)
         return result

@@ -45,9 +45,19 @@ RESULT_PREFIX = "wrk-result "
 
 
 class Runs(Protocol):
-    """Where a command runs: a lab Namespace or TailnetNode (both have popen)."""
+    """Where a command runs: a lab Namespace or TailnetNode (both have popen and exec)."""
 
     def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]: ...
+
+    def exec(self, argv: list[str]) -> subprocess.CompletedProcess[str]: ...
+
+
+def passive_opens(ns: Runs) -> int:
+    """TCP connections accepted so far in a namespace (/proc/net/snmp is per network namespace):
+    a kept-alive path accepts none per call; a proxy that churns its backend connections does."""
+    out = ns.exec(["cat", "/proc/net/snmp"]).stdout
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("PassiveOpens")])
 
 
 def wrk_env(host: str | None) -> dict[str, str]:

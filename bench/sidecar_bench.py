@@ -62,7 +62,7 @@ from mcp_tailnet_lab.netns import LabNetwork, Namespace
 from mcp_tailnet_lab.paths import binary
 from mcp_tailnet_lab.sidecar_run import STOCK_PORT, sidecar_run_env
 from mcp_tailnet_lab.tailnet import Tailnet, TailnetNode
-from native_load import LoadResult, Nginx, raw_argv, wrk_argv, wrk_env, wrk_version
+from native_load import LoadResult, Nginx, passive_opens, raw_argv, wrk_argv, wrk_env, wrk_version
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the lab's way to run the sidecar as uid 65532 lives with the tests
@@ -500,12 +500,6 @@ def measure(paths: list[Path_], rounds: int, calls: int, concurrency: int) -> No
 # ---- native closed-loop load (wrk) -----------------------------------------------------------
 
 
-def passive_opens(ns: Namespace) -> int:
-    """TCP connections accepted so far in a namespace (/proc/net/snmp is per network namespace)."""
-    rows = [ln.split() for ln in ns.exec(["cat", "/proc/net/snmp"]).stdout.splitlines() if ln.startswith("Tcp:")]
-    return int(rows[1][rows[0].index("PassiveOpens")])
-
-
 def run_generator(where: Namespace | TailnetNode, argv: list[str], env: dict[str, str] | None,
                   timeout: float) -> tuple[LoadResult, float]:
     """Run wrk or raw_load.py to its end; (its result, its own CPU seconds from wait4)."""
@@ -716,6 +710,47 @@ def sidecar_env(pairs: Sequence[str]) -> dict[str, str]:
 
 
 @dataclass
+class Stopper:
+    """Something to stop at the end of the run (a process without a class of its own)."""
+
+    stop: Callable[[], None]
+
+
+def tailnet_floor_paths(net: Tailnet, client: TailnetNode, workdir: Path, stoppable: list[Any],
+                        node_pids: Callable[[TailnetNode], Callable[[], list[int]]]) -> list[NativePath]:
+    """What the tailnet costs with a C proxy behind serve: a plain userspace tailscaled node
+    (root, not our sidecar) serving nginx -> a stock server in its own namespace, timed from the
+    same TUN client against wrk inside that namespace. The floor the gateway's tailnet path is
+    compared with: serve, netstack and WireGuard on both ends, and nginx."""
+    ng = net.node("mcp-ng")
+    log = (workdir / "ng-stock.log").open("ab")
+    stock = ng.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT)],
+                     stdout=log, stderr=log)
+    stoppable.append(Stopper(lambda: stop_proc(stock, 15)))
+    nginx = Nginx(ng, workdir / "ng-nginx", NGINX_LISTEN, f"127.0.0.1:{STOCK_PORT}")
+    stoppable.append(nginx)
+    nginx.start()
+    deadline = time.monotonic() + 60
+    while f"127.0.0.1:{STOCK_PORT} " not in ng.exec(["ss", "-ltnH"]).stdout:
+        if stock.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"the stock server in {ng.name} did not listen (exit {stock.poll()})")
+        time.sleep(0.5)
+    ng.cli("serve", "--bg", "--http=80", f"http://{NGINX_LISTEN}")
+    client.wait_for_peers({ng.dns_name})
+    nginx_pids: Callable[[], list[int]] = lambda: tree(nginx.proc.pid) if nginx.proc else []  # noqa: E731
+    server = {"server": lambda: tree(stock.pid)}
+    return [
+        NativePath("direct-ng", "direct to the server (in the nginx node)", ng,
+                   lambda c, s: wrk_argv(f"http://127.0.0.1:{STOCK_PORT}/mcp", c, s), wrk_env(None), "direct-ng",
+                   ng.netns, dict(server)),
+        NativePath("tailnet-nginx", "tailnet: TUN client -> serve (userspace, root) -> nginx", client,
+                   lambda c, s: wrk_argv(f"http://{ng.dns_name}/mcp", c, s), wrk_env(None), "direct-ng", ng.netns,
+                   {"proxy": nginx_pids, "sidecar tailscaled": node_pids(ng), "client tailscaled": node_pids(client),
+                    **server}),
+    ]
+
+
+@dataclass
 class Results:
     native: list[NativePath] = field(default_factory=list)
     sdk: list[Path_] = field(default_factory=list)
@@ -819,6 +854,8 @@ def _run_in_lab(args: argparse.Namespace, headscale: Headscale, net: Tailnet, wo
                        lambda c, s: raw_argv(py, f"unix:{uds}", us.dns_name, c, s), None, "direct-raw", us.ns,
                        {"proxy": unix_gw[2], **server}),
         ]
+        if args.tailnet_floor:
+            res.native += tailnet_floor_paths(net, cli_tun, workdir, stoppable, node_pids)
         conns = (1, args.concurrency)
         print(f"native load: {len(res.native)} paths, {args.native_rounds} rounds x {args.native_seconds:g} s "
               f"at {conns[0]} and {conns[1]} connections", flush=True)
@@ -937,7 +974,10 @@ def _report_native(args: argparse.Namespace, paths: list[NativePath]) -> list[st
         "`Mcp-Name: add`, `MCP-Protocol-Version: 2026-07-28`, `params._meta` with protocol version, client info "
         "and capabilities; every answer checked for the tool's result. wrk cannot dial a unix socket, so the root "
         "gateway is driven by `bench/raw_load.py` (the same request, one blocking socket per connection) and "
-        "compared with the same generator on the direct path. "
+        "compared with the same generator on the direct path. The tailnet floor: a plain userspace tailscaled "
+        "node (root, `tailscale serve --http=80` to nginx in front of its own stock server), timed from the same "
+        "TUN client against wrk inside that node's namespace: what serve, netstack and WireGuard cost with a C "
+        "proxy behind them. "
         f"{args.native_rounds} rounds of {args.native_seconds:g} s per path and connection count, in rotating "
         "order after a discarded warm-up; p50/p99/calls/s are medians over rounds, the columns against direct "
         "are medians of per-round pairs. CPU is user + system time from /proc over every timed run, divided by "
@@ -966,13 +1006,21 @@ def _report_native(args: argparse.Namespace, paths: list[NativePath]) -> list[st
         ratio = [m.ratio for m in mine]
         cpu = [m.cpu_ms.get("proxy", 0.0) for m in mine]
         label = mine[0].path.label
+        floor = [by.get(("tailnet-nginx", c)) for c in (1, args.concurrency)]
+        beside = (f" nginx beside it: {ng[0].added_ms:+.2f} / {ng[1].added_ms:+.2f} ms, {ng[0].ratio:.0%} / "
+                  f"{ng[1].ratio:.0%}, {ng[0].cpu_ms.get('proxy', 0):.3f} / {ng[1].cpu_ms.get('proxy', 0):.3f} ms CPU "
+                  "per call.")
+        if key == "tailnet" and all(floor):
+            beside = (f" The same through serve to nginx instead (the floor): {floor[0].added_ms:+.2f} / "
+                      f"{floor[1].added_ms:+.2f} ms, {floor[0].ratio:.0%} / {floor[1].ratio:.0%}; that node's "
+                      f"tailscaled {floor[0].cpu_ms.get('sidecar tailscaled', 0):.2f} / "
+                      f"{floor[1].cpu_ms.get('sidecar tailscaled', 0):.2f} ms CPU per call.")
         lines.append(
             f"- Targets, {label} (1 / {args.concurrency} connections): p50 added < 1 ms: "
             f"**{added[0]:+.2f} / {added[1]:+.2f} ms** ({_verdict(all(a < 1 for a in added))}); throughput >= 80 % "
             f"of direct: **{ratio[0]:.0%} / {ratio[1]:.0%}** ({_verdict(all(x >= 0.8 for x in ratio))}); gateway "
             f"CPU per relayed call <= 1 ms: **{cpu[0]:.2f} / {cpu[1]:.2f} ms** ({_verdict(all(c <= 1 for c in cpu))})."
-            f" nginx beside it: {ng[0].added_ms:+.2f} / {ng[1].added_ms:+.2f} ms, {ng[0].ratio:.0%} / "
-            f"{ng[1].ratio:.0%}, {ng[0].cpu_ms.get('proxy', 0):.3f} / {ng[1].cpu_ms.get('proxy', 0):.3f} ms CPU per call.")
+            + beside)
     for r in rows:
         if r.failed:
             lines.append(f"- {r.path.label}, {r.connections} connections: {r.failed} failed calls; first: "
@@ -1115,6 +1163,8 @@ def main() -> int:
     parser.add_argument("--phases", default="native,sdk", type=lambda s: set(s.split(",")),
                         help="timing phases: native (wrk), sdk (the mcp SDK client)")
     parser.add_argument("--native-rounds", type=int, default=5)
+    parser.add_argument("--no-tailnet-floor", dest="tailnet_floor", action="store_false",
+                        help="skip the serve -> nginx node (the tailnet's floor with a C proxy)")
     parser.add_argument("--native-seconds", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--sidecar-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra sidecar settings (e.g. where the gateway listens)")
