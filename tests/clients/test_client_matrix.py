@@ -52,7 +52,7 @@ def test_cell(matrix: Matrix, cell: Cell) -> None:
 
     # the call went through this server's sidecar, from the laptop's tailnet address
     new = target.gateway.audit()[audited_before:]
-    assert [(a["tool"], a["source_ip"]) for a in new] == [(cell.server.tool, matrix.laptop.ip)]
+    assert [(a["tool"], a["source_ip"], a["outcome"], a["transport"]) for a in new] == [(cell.server.tool, matrix.laptop.ip, "ok", "sse" if cell.transport.value == "sse" else "streamable-http")]
 
 
 def test_docs_show_the_measured_matrix() -> None:
