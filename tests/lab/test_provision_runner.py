@@ -59,3 +59,13 @@ def test_a_passing_step_ends_with_lab_ready(tmp_path: Path, step: str) -> None:
     result = provision(tmp_path, step)
     assert result.returncode == 0, result.stderr
     assert "10-step: ok" in result.stderr and "lab ready in" in result.stderr
+
+
+def test_a_private_cache_directory_is_opened_for_the_non_root_tests(tmp_path: Path) -> None:
+    """CI's cache is a `mktemp -d` (mode 0700); uid 65532 must still reach the binaries in it."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    result = provision(tmp_path, 'progress "  fine"\n')
+    assert result.returncode == 0, result.stderr
+    for d in (cache, cache / "bin"):
+        assert d.stat().st_mode & 0o055 == 0o055, oct(d.stat().st_mode)
