@@ -6,21 +6,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import ssl
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import kubernetes.client
 import kubernetes.config
 import pytest
 from kubernetes.client.rest import ApiException
 
-from mcp_tailnet_lab import pki
 from mcp_tailnet_lab.cluster import LocalCluster, expected_version
+from mcp_tailnet_lab.fake_kubelet import FakeKubelet, running_kubelet
 from mcp_tailnet_lab.paths import MissingComponent, binary
 
 
@@ -66,51 +61,14 @@ def test_read_only_service_account_gets_403_on_create(cluster: LocalCluster, k8s
     cluster.kubectl("create", "-n", ns, "-f", "-", input=configmap)
 
 
-@dataclass
-class FakeKubelet:
-    """The one kubelet endpoint the API server proxies pods/log to, served over TLS."""
-
-    port: int
-    requests: list[str] = field(default_factory=list)
-    body: str = ""
+LOG_BODY = "".join(f"line {i} {secrets.token_hex(4)}\n" for i in range(3))
 
 
 @pytest.fixture
-def fake_kubelet(tmp_path: Path) -> Iterator[FakeKubelet]:
-    kubelet = FakeKubelet(port=0, body="".join(f"line {i} {secrets.token_hex(4)}\n" for i in range(3)))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            kubelet.requests.append(self.path)
-            if not self.path.startswith("/containerLogs/"):
-                self.send_error(404)
-                return
-            data = kubelet.body.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    # A cert from a CA the API server has never seen: it must skip verification to connect.
-    pki.CertificateAuthority("fake-kubelet-ca").issue("fake-kubelet", server=True, ip_addresses=("127.0.0.1",)) \
-        .write(tmp_path / "kubelet.crt", tmp_path / "kubelet.key")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "kubelet.crt", tmp_path / "kubelet.key")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    kubelet.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def fake_kubelet() -> Iterator[FakeKubelet]:
+    """The lab's kubelet log endpoint (TLS, a CA the API server has never seen), every log LOG_BODY."""
+    with running_kubelet(lambda ns, pod, container, query: LOG_BODY) as kubelet:
         yield kubelet
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def test_pod_logs_are_proxied_by_the_api_server_to_the_nodes_kubelet(
@@ -133,13 +91,13 @@ def test_pod_logs_are_proxied_by_the_api_server_to_the_nodes_kubelet(
                 spec=c.V1PodSpec(node_name=node, containers=[c.V1Container(name="main", image="registry.invalid/app:1")]),
             ))
             logs = core.read_namespaced_pod_log(pod, ns, container="main", tail_lines=3)
-            assert logs == fake_kubelet.body
-            path = urlsplit(fake_kubelet.requests[-1])
-            assert path.path == f"/containerLogs/{ns}/{pod}/main"
-            assert parse_qs(path.query)["tailLines"] == ["3"]
+            assert logs == LOG_BODY
+            path, query = fake_kubelet.requests[-1]
+            assert path == f"/containerLogs/{ns}/{pod}/main"
+            assert query["tailLines"] == ["3"]
 
             # The same path through kubectl, as an operator would use it.
-            assert cluster.kubectl("logs", "-n", ns, pod).stdout == fake_kubelet.body
+            assert cluster.kubectl("logs", "-n", ns, pod).stdout == LOG_BODY
             assert len(fake_kubelet.requests) == 2
         finally:
             core.delete_node(node)

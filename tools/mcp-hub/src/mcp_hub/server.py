@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -67,6 +68,15 @@ def _unknown(exc: names.UnknownName) -> MCPError:
     return MCPError(code=types.INVALID_PARAMS, message=str(exc))
 
 
+def _routed(find: Callable[[str, frozenset[str]], names.Routed], name: str,
+            servers: frozenset[str]) -> names.Routed:
+    """`find(name, servers)`, an unknown name answered as the JSON-RPC error clients expect."""
+    try:
+        return find(name, servers)
+    except names.UnknownName as exc:
+        raise _unknown(exc) from None
+
+
 def build(hub: Hub, servers: frozenset[str], label: str) -> HubServer:
     """The Server for an endpoint that shows `servers` (all of them on /mcp, one on /servers/<name>/mcp)."""
 
@@ -84,10 +94,7 @@ def build(hub: Hub, servers: frozenset[str], label: str) -> HubServer:
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         session = session_of(ctx)
-        try:
-            routed = names.route(params.name, servers)
-        except names.UnknownName as exc:
-            raise _unknown(exc) from None
+        routed = _routed(names.route, params.name, servers)
         link = session.links[routed.server]
 
         async def progress(value: float, total: float | None, message: str | None) -> None:
@@ -124,10 +131,7 @@ def build(hub: Hub, servers: frozenset[str], label: str) -> HubServer:
 
     async def get_prompt(ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
         session = session_of(ctx)
-        try:
-            routed = names.route(params.name, servers)
-        except names.UnknownName as exc:
-            raise _unknown(exc) from None
+        routed = _routed(names.route, params.name, servers)
         try:
             return await session.links[routed.server].request(
                 f"prompts/get {routed.name}", lambda s: s.get_prompt(routed.name, params.arguments))
@@ -149,10 +153,7 @@ def build(hub: Hub, servers: frozenset[str], label: str) -> HubServer:
 
     async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         session = session_of(ctx)
-        try:
-            routed = names.route_uri(str(params.uri), servers)
-        except names.UnknownName as exc:
-            raise _unknown(exc) from None
+        routed = _routed(names.route_uri, str(params.uri), servers)
         try:
             result = await session.links[routed.server].request(
                 f"resources/read {routed.name}", lambda s: s.read_resource(routed.name))
