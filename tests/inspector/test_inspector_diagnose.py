@@ -1,6 +1,6 @@
 """`diagnose`: the root cause of each broken workload is the TOP finding of ONE call.
 
-The scenarios (diagnose_scenarios.py) are built in the lab's real kube-apiserver the way
+The scenarios (mcp_tailnet_lab.broken_workloads) are built in the lab's real kube-apiserver the way
 the controllers, scheduler and kubelet would leave them; the crash loop's previous log is
 served through the API server's pods/log proxy by a kubelet endpoint the test runs.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from diagnose_scenarios import CM_VALUE, LOG_SECRET, SCENARIOS, Scenario, build, container_log
+from mcp_tailnet_lab.broken_workloads import CM_VALUE, LOG_SECRET, SCENARIOS, Scenario, build, container_log
 from inspector_support import TRANSPORTS, err, ok, wire
 from mcp_tailnet_lab.fake_kubelet import FakeKubelet, node_with_kubelet, running_kubelet
 

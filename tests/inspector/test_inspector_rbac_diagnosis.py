@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from diagnose_scenarios import Builder
+from mcp_tailnet_lab.broken_workloads import Builder
 from inspector_support import ok
 from test_inspector_rbac import readonly_inspector  # noqa: F401 - the fixture: the shipped role, bound to an SA
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from diagnose_scenarios import Builder, now
+from mcp_tailnet_lab.broken_workloads import Builder, now
 from inspector_support import TRANSPORTS, err, ok, wire
 
 SECRET_ENV = f"env-{secrets.token_hex(6)}"

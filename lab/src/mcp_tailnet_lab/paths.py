@@ -48,6 +48,9 @@ _BINARIES = {
     "actionlint": ("actionlint", "ACTIONLINT_VERSION"),
     "syft": ("syft", "SYFT_VERSION"),
     "helm": ("helm", "HELM_VERSION"),
+    # the peer MCP servers of bench/inspector_bench.py (76-peer-mcp-servers)
+    "kubernetes-mcp-server": ("kubernetes-mcp-server", "KUBERNETES_MCP_SERVER_VERSION"),
+    "awslabs.eks-mcp-server": ("eks-mcp-server", "AWSLABS_EKS_MCP_SERVER_VERSION"),
 }
 
 

@@ -1,5 +1,7 @@
 """Broken workloads built for real in the lab cluster, as the controllers and kubelet would leave them.
 
+Shared by tests/inspector (diagnose, rollout) and bench/inspector_bench.py (the troubleshooting bench).
+
 The lab runs kube-apiserver without a controller-manager, scheduler or kubelet, so what
 they would write is written here the same way: objects through the API (owner references
 as the controllers set them), pod and workload statuses through the status subresource,
