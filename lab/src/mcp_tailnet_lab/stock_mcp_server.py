@@ -7,25 +7,45 @@ are served from one port, the way the SDK's own apps define them: SSE on `/sse` 
 `/messages/`, Streamable HTTP on `/mcp`.
 
 Run: `python -m mcp_tailnet_lab.stock_mcp_server --port 8080`
+(`--caller-headers` adds the tool `caller_headers`, off by default so the stock tool list stays
+echo/add/sleep: tests of the gateway's `Mcp-Tailnet-*` headers read what reached the server.)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import anyio
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from starlette.applications import Starlette
 
 MAX_SLEEP_SECONDS = 120.0
 
 
-def build_server() -> MCPServer:
+CALLER_HEADER_PREFIXES = ("mcp-tailnet-", "tailscale-")
+
+
+def build_server(caller_headers: bool = False) -> MCPServer:
     """The MCP server with its tools; kept free of transport settings on purpose."""
     mcp = MCPServer("stock-mcp-server")
+
+    if caller_headers:
+        @mcp.tool()
+        def caller_headers(ctx: Context) -> str:
+            """The Mcp-Tailnet-* and Tailscale-* request headers that reached this server, as JSON (name -> values)."""
+            seen: dict[str, list[str]] = {}
+            request = ctx.request_context.request
+            raw = request.headers.raw if request is not None else []
+            for k, v in raw:
+                name = k.decode("latin-1").lower()
+                if name.startswith(CALLER_HEADER_PREFIXES):
+                    seen.setdefault(name, []).append(v.decode("latin-1"))
+            return json.dumps(seen, sort_keys=True)
 
     @mcp.tool()
     def echo(text: str) -> str:
@@ -46,13 +66,13 @@ def build_server() -> MCPServer:
     return mcp
 
 
-def build_app(transport: str = "both", host: str = "127.0.0.1") -> Starlette:
+def build_app(transport: str = "both", host: str = "127.0.0.1", caller_headers: bool = False) -> Starlette:
     """A Starlette app serving the chosen transports with the SDK's default settings.
 
     `host` is passed exactly as `MCPServer.run_*_async` would pass it, so the SDK picks its
     own default transport security for that bind address.
     """
-    mcp = build_server()
+    mcp = build_server(caller_headers)
     routes = []
     if transport in ("both", "sse"):
         routes += mcp.sse_app(host=host).routes
@@ -75,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--transport", choices=["both", "sse", "streamable-http"], default="both")
+    parser.add_argument("--caller-headers", action="store_true", help="add the caller_headers tool")
     args = parser.parse_args(argv)
-    uvicorn.run(build_app(args.transport, args.host), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(build_app(args.transport, args.host, args.caller_headers), host=args.host, port=args.port,
+                log_level="warning")
 
 
 if __name__ == "__main__":

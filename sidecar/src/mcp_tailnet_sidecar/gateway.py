@@ -11,8 +11,12 @@ Why it exists (docs/design.md facts 1, 2, 4):
   events on idle streams and `X-Accel-Buffering: no`;
 - it judges every request before relaying it (judge.py): a body it cannot read one way
   only is refused, and what it judged is what it forwards (docs/design.md fact 10);
-- it applies the optional tool policy (tools/call checked, tools/list filtered, also
-  inside streamed answers) and audits every tool call when admitted and when it ends;
+- it applies the optional tool policy (access.py: the policy file and/or the tailnet
+  policy's grants; tools/call checked, tools/list filtered, also inside streamed answers)
+  and audits every tool call when admitted and when it ends;
+- it owns every `Mcp-Tailnet-*` header: client copies are dropped, the caller's verified
+  identity is set for callers that came through serve (caller.py); it answers
+  `/.well-known/mcp-tailnet/whoami` itself (whoami.py);
 - it binds every session id to the caller that opened it (sessions.py) and bounds what
   one tailnet source may hold open (limits.py), pending requests, body reads and answers.
 
@@ -27,6 +31,7 @@ responses.py (what the gateway answers itself).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -38,7 +43,8 @@ import anyio
 import httpx
 from starlette.datastructures import Headers
 
-from mcp_tailnet_sidecar import audit
+from mcp_tailnet_sidecar import audit, caller
+from mcp_tailnet_sidecar.access import CAPABILITIES_HEADER, Access, parse_grant
 from mcp_tailnet_sidecar.identity import Identity, IdentityResolver, source_ip
 from mcp_tailnet_sidecar.judge import (
     INVALID_REQUEST,
@@ -70,6 +76,7 @@ from mcp_tailnet_sidecar.sessions import McpSession, SessionTable, SseSession, S
 from mcp_tailnet_sidecar.settings import Settings
 from mcp_tailnet_sidecar.sse import json_event
 from mcp_tailnet_sidecar.sse_transport import SseStreamWatcher
+from mcp_tailnet_sidecar.whoami import whoami
 
 logger = logging.getLogger("mcp_tailnet_sidecar.gateway")
 
@@ -93,6 +100,8 @@ class GatewayConfig:
     upstream_url: str
     paths: tuple[str, ...] = Settings.paths
     policy: Policy | None = None
+    tailnet_grants: bool = Settings.tailnet_grants
+    server_name: str | None = Settings.server_name
     max_body_bytes: int = Settings.max_body_bytes
     max_event_bytes: int = Settings.max_event_bytes
     connect_timeout: float = Settings.connect_timeout
@@ -119,6 +128,7 @@ class Gateway:
         self.metrics = metrics or Metrics()
         self.draining = False
         self.routes = Routes(config.paths)
+        self.access = Access(config.policy, config.tailnet_grants)
         self._sse_sessions = SseSessionTable()
         self._mcp_sessions = SessionTable(max_pending=config.max_pending)
         self.limiter = SourceLimiter(config.max_concurrent_per_source)
@@ -208,7 +218,10 @@ class Gateway:
                                f"gateway (SIDECAR_MAX_CONCURRENT_PER_SOURCE); retry when one ends",
                           Refused.SOURCE_LIMIT, headers=((b"retry-after", b"1"),))
         try:
-            await self._relay(route, scope, receive, send, headers)
+            if route.kind is RouteKind.WHOAMI:
+                await self._whoami(scope, send, headers)
+            else:
+                await self._relay(route, scope, receive, send, headers)
         finally:
             self.limiter.release(source)
 
@@ -232,7 +245,9 @@ class Gateway:
         identity = await self._identity(headers)
         # Raw bytes, not decoded str: a header value with obs-text (bytes >= 0x80, which serve
         # passes on) must be relayed as sent, not fail to re-encode.
-        upstream_headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in DROP_REQUEST]
+        upstream_headers = [(k, v) for k, v in caller.strip(scope["headers"])
+                            if k.decode("latin-1").lower() not in DROP_REQUEST]
+        upstream_headers += caller.caller_headers(identity)
 
         sse_session: SseSession | None = None
         if route.kind is RouteKind.SSE_POST:
@@ -396,7 +411,7 @@ class Gateway:
         filtering, the rest so that its id cannot be reused while it waits), or none is: a
         full tracker gives 429, an id already waiting 400. Allowed calls are audited now.
         """
-        policy = self.config.policy
+        access = self.access
         denied: list[dict[str, Any]] = []
         entries: list[tuple[str, Pending]] = []
         notified: list[Pending] = []
@@ -406,7 +421,7 @@ class Gateway:
                 continue  # the client's answer to a server request
             if method == "tools/call":
                 tool = message["params"]["name"]  # judge.py checked it is a string
-                if policy is not None and not policy.allows(identity, tool):
+                if access.active and not access.allows(identity, tool):
                     denied.append(denial(message, identity.who, tool))
                     self._call_done(Pending("call", identity, tool), "denied", None, transport)
                     continue
@@ -446,12 +461,34 @@ class Gateway:
             self._call_done(entry, "sent", None, transport)
         return denied
 
+    @property
+    def server_name(self) -> str | None:
+        """The name a grant's `servers` globs match: SIDECAR_SERVER_NAME, else our tailnet name's first label."""
+        if self.config.server_name:
+            return self.config.server_name
+        return self.names.dns_name.split(".", 1)[0] if self.names.dns_name else None
+
     async def _identity(self, headers: Headers) -> Identity:
         try:
-            return await self.resolver.resolve(headers)
+            identity = await self.resolver.resolve(headers)
         except Exception as exc:  # WhoIs failing must not take the request down with it
             logger.warning("caller identity lookup failed: %s", exc)
-            return Identity(source_ip=source_ip(headers))
+            identity = Identity(source_ip=source_ip(headers))
+        if not self.config.tailnet_grants:
+            return identity
+        # Only serve's copy counts: a caller without a tailnet source address did not come
+        # through serve, so a capability header it carries is its own (nothing granted).
+        raw = headers.getlist(CAPABILITIES_HEADER) if identity.source_ip is not None else []
+        identity = dataclasses.replace(identity, grant=parse_grant(raw, self.server_name or ""))
+        self.access.note(identity)
+        return identity
+
+    async def _whoami(self, scope: Scope, send: Send, headers: Headers) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            raise Reject(405, "whoami answers GET only", Refused.METHOD, headers=((b"allow", b"GET"),))
+        identity = await self._identity(headers)
+        await json_answer(send, 200, whoami(identity, self.access, self.server_name),
+                          ((b"cache-control", b"no-store"),))
 
     async def _answer_denied(self, send: Send, messages: list[dict[str, Any]], denied: list[dict[str, Any]],
                              sse_session: SseSession | None) -> None:
@@ -505,7 +542,7 @@ class Gateway:
 
     def _settle(self, tracker: Tracker, transport: Transport) -> Settle:
         """Settles answers to requests waiting in `tracker`: audits calls, filters tool lists."""
-        allows = self.config.policy.allows if self.config.policy is not None else None
+        allows = self.access.allows if self.access.active else None
         return lambda m: settle(m, tracker, allows, lambda e, o, c: self._call_done(e, o, c, transport))
 
     async def _relay_events(self, response: httpx.Response, scope: Scope, send: Send, receive: Receive,

@@ -7,7 +7,9 @@ too). Serve deletes any client-supplied
 `Tailscale-User-*` headers and sets them itself for nodes owned by a user; for tagged
 nodes it sets none. It also replaces `X-Forwarded-For` with the real tailnet source IP.
 So: user identity comes from serve's headers; a tagged caller is identified by asking
-tailscaled (LocalAPI WhoIs) about the `X-Forwarded-For` address.
+tailscaled (LocalAPI WhoIs) about the `X-Forwarded-For` address. A user's node name is not
+in serve's headers either, so it comes from the same (cached) WhoIs: the caller headers
+the gateway hands upstream name the node for users too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import email.header
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mcp_tailnet_sidecar.access import Grant
 
 TAGGED_DEVICES_LOGIN = "tagged-devices"  # the UserProfile Tailscale reports for tagged nodes
 WHOIS_CACHE_SECONDS = 10.0
@@ -31,6 +37,7 @@ class Identity:
     tags: tuple[str, ...] = ()
     source_ip: str | None = None
     via: str = "none"  # "serve-headers", "whois" or "none"
+    grant: Grant | None = None  # grants mode: what the tailnet policy grants (access.py), per request
 
     @property
     def who(self) -> str:
@@ -58,7 +65,7 @@ class Identity:
                 "source_ip": self.source_ip, "identity_via": self.via}
 
 
-def _decode(value: str | None) -> str | None:
+def decode_header_value(value: str | None) -> str | None:
     """Serve encodes non-ASCII names as RFC 2047 words; undo that."""
     if not value:
         return None
@@ -93,16 +100,26 @@ class IdentityResolver:
 
     async def resolve(self, headers: Mapping[str, str]) -> Identity:
         ip = source_ip(headers)
-        login = _decode(headers.get("tailscale-user-login"))
+        login = decode_header_value(headers.get("tailscale-user-login"))
         if login:
-            return Identity(login=login, display_name=_decode(headers.get("tailscale-user-name")),
+            user = Identity(login=login, display_name=decode_header_value(headers.get("tailscale-user-name")),
                             source_ip=ip, via="serve-headers")
+            if ip is None or self.whois is None:
+                return user
+            try:
+                return replace(user, node=(await self._whois(ip)).node)  # login and name stay serve's
+            except Exception:  # noqa: BLE001 - the node name is a detail; the user stays who serve says
+                return user
         if ip is None or self.whois is None:
             return Identity(source_ip=ip)
+        return await self._whois(ip)
+
+    async def _whois(self, ip: str) -> Identity:
         now = time.monotonic()
         hit = self._cache.get(ip)
         if hit and now - hit[0] < WHOIS_CACHE_SECONDS:
             return hit[1]
+        assert self.whois is not None
         ident = self._from_whois(await self.whois(ip), ip)
         if len(self._cache) >= WHOIS_CACHE_MAX:
             self._cache.clear()

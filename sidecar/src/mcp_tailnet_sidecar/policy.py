@@ -53,6 +53,10 @@ class Policy:
             return principal in who.tags
         return who.login is not None and principal.lower() == who.login.lower()
 
+    def patterns_for(self, who: Identity) -> list[str]:
+        """The tool globs the rules grant `who` (what `doctor`/whoami shows)."""
+        return [t for rule in self.rules if any(self._matches(p, who) for p in rule.principals) for t in rule.tools]
+
     def allows(self, who: Identity, tool: str) -> bool:
         """Whether `who` may call (and see) `tool`; deny unless a rule says yes."""
         for rule in self.rules:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
+WHOAMI_PATH = "/.well-known/mcp-tailnet/whoami"  # answered by the gateway itself, never forwarded
 MAX_ENDPOINTS = 1024  # distinct message endpoints one gateway learns (a hub has one per server)
 _BASE = "http://gateway.invalid"  # resolves an endpoint against the stream URL; another origin stays visible
 
@@ -29,6 +30,7 @@ class RouteKind(Enum):
     SSE_STREAM = "sse_stream"  # GET without a session: a legacy SSE stream if its first event is `endpoint`
     SSE_POST = "sse_post"  # a learned message endpoint: the query key names a legacy SSE session
     STREAMABLE_HTTP = "streamable_http"  # everything else on a served path
+    WHOAMI = "whoami"  # WHOAMI_PATH: the caller's identity and tools decision inputs, as the gateway sees them
 
 
 class Transport(str, Enum):
@@ -78,6 +80,8 @@ class Routes:
         return None
 
     def resolve(self, method: str, path: str, *, has_session_header: bool) -> Route | None:
+        if path == WHOAMI_PATH:
+            return Route(RouteKind.WHOAMI, RouteKind.WHOAMI.value)
         served = self.served(path)
         if served is None:
             return None

@@ -10,6 +10,10 @@ file.
 
 The target is the gateway: `unix:/path` when the sidecar runs as root, otherwise
 `http://127.0.0.2:PORT` (a loopback alias, see settings.GatewayListen).
+
+In grants mode the handler lists the tools capability in `AcceptAppCaps`: serve then sets
+`Tailscale-App-Capabilities` to the caller's values of it (and deletes any client copy
+first; docs/design.md). `applied` checks that too: without it every tool would be denied.
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 
-def render(dns_name: str, target: str, *, https: bool) -> dict[str, Any]:
-    """`target` is serve's Proxy value: `unix:/path` or `http://127.0.0.2:PORT`."""
-    proxy = {"Handlers": {"/": {"Proxy": target}}}
+def render(dns_name: str, target: str, *, https: bool, accept_caps: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`target` is serve's Proxy value: `unix:/path` or `http://127.0.0.2:PORT`; `accept_caps`
+    the app capabilities serve forwards to it."""
+    handler: dict[str, Any] = {"Proxy": target}
+    if accept_caps:
+        handler["AcceptAppCaps"] = list(accept_caps)
+    proxy = {"Handlers": {"/": handler}}
     tcp: dict[str, Any] = {"80": {"HTTP": True}}
     web: dict[str, Any] = {f"{dns_name}:80": proxy}
     if https:
@@ -72,6 +80,9 @@ def applied(current: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
     for hostport, site in wanted["Web"].items():
         live_handlers = (web.get(hostport) or {}).get("Handlers") or {}
         for mount, handler in site["Handlers"].items():
-            if (live_handlers.get(mount) or {}).get("Proxy") != handler["Proxy"]:
+            live = live_handlers.get(mount) or {}
+            if live.get("Proxy") != handler["Proxy"]:
+                return False
+            if not set(handler.get("AcceptAppCaps") or ()) <= set(live.get("AcceptAppCaps") or ()):
                 return False
     return True

@@ -105,6 +105,8 @@ class Settings:
     serve_config: Path = Path(DEFAULT_RUN_DIR) / "serve" / "serve.json"
     policy_file: Path | None = None
     policy: Policy | None = field(default=None, compare=False)
+    tailnet_grants: bool = False  # SIDECAR_TAILNET_GRANTS: tools from the tailnet policy's grants (access.py)
+    server_name: str | None = None  # SIDECAR_SERVER_NAME; None: the first label of the node's tailnet name
     allowed_hosts: tuple[str, ...] = ()
     paths: tuple[str, ...] = ("/sse", "/messages/", "/mcp")
     max_body_bytes: int = 4 * 1024 * 1024
@@ -444,6 +446,16 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
         except PolicyError as exc:
             raise SettingsError("SIDECAR_POLICY_FILE", str(exc)) from None
 
+    tailnet_grants = _bool(env, "SIDECAR_TAILNET_GRANTS", False)
+    server_name = env.get("SIDECAR_SERVER_NAME", "").strip().lower() or None
+    if server_name is not None:
+        if not tailnet_grants:
+            raise SettingsError("SIDECAR_SERVER_NAME", "only names this server for tailnet grants' 'servers' globs; "
+                                                       "set SIDECAR_TAILNET_GRANTS=true or unset it")
+        if not _LABEL.match(server_name):
+            raise SettingsError("SIDECAR_SERVER_NAME", f"must be one DNS label (letters, digits, '-', at most 63), "
+                                                       f"got {server_name!r}")
+
     paths = _csv(env, "SIDECAR_PATHS") or Settings.paths
     for p in paths:
         if not p.startswith("/"):
@@ -488,6 +500,8 @@ def load(env: Mapping[str, str] | None = None, *, mode: str = "run", euid: int |
         serve_config=_abs_path(env, "SIDECAR_SERVE_CONFIG", f"{DEFAULT_RUN_DIR}/serve/serve.json"),  # type: ignore[arg-type]
         policy_file=policy_file,
         policy=policy,
+        tailnet_grants=tailnet_grants,
+        server_name=server_name,
         allowed_hosts=allowed_hosts,
         paths=paths,
         log_level=log_level,

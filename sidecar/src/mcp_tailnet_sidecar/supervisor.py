@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from mcp_tailnet_sidecar import serveconfig
+from mcp_tailnet_sidecar.access import CAPABILITY
 from mcp_tailnet_sidecar.exposure import ExposureMonitor
 from mcp_tailnet_sidecar.funnel import RefuseFunnel
 from mcp_tailnet_sidecar.gateway import Gateway, GatewayConfig
@@ -118,7 +119,8 @@ class Sidecar:
                            f"turn it off (`tailscale funnel reset`); the gateway refuses Funnel requests")
         if serveconfig.applied(live, self.wanted_serve):
             return True, f"serving {', '.join(self.wanted_serve['Web'])}"
-        return False, "tailscaled has not applied the rendered serve config yet"
+        return False, ("tailscaled has not applied the rendered serve config yet"
+                       + (f" (with AcceptAppCaps {CAPABILITY})" if self.settings.tailnet_grants else ""))
 
     async def _check_upstream(self) -> tuple[bool, str]:
         try:
@@ -146,7 +148,8 @@ class Sidecar:
             names = NodeNames.from_status(status, extra=self.settings.allowed_hosts)
             if names.dns_name and names.backend_state == "Running":
                 self.gateway.names = names
-                wanted = serveconfig.render(names.dns_name, self.settings.gateway_listen.proxy, https=names.https)
+                wanted = serveconfig.render(names.dns_name, self.settings.gateway_listen.proxy, https=names.https,
+                                            accept_caps=(CAPABILITY,) if self.settings.tailnet_grants else ())
                 if wanted != self.wanted_serve:
                     await self._publish(wanted)
                     self.wanted_serve = wanted
@@ -248,7 +251,9 @@ async def run(settings: Settings, *, with_containerboot: bool = True, publish_se
     logger.info("sidecar started", extra={"gateway_listen": str(settings.gateway_listen),
                                           "health_socket": str(settings.health_socket),
                                           "upstream": settings.upstream_url,
-                                          "policy": str(settings.policy_file) if settings.policy_file else None})
+                                          "policy": str(settings.policy_file) if settings.policy_file else None,
+                                          "tailnet_grants": settings.tailnet_grants,
+                                          "server_name": settings.server_name})
 
     waiters: dict[asyncio.Future, str] = {asyncio.ensure_future(stop.wait()): "signal",
                                           gateway_task: "gateway", health_task: "health"}
