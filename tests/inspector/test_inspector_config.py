@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from eks_inspector import __version__
-from eks_inspector.config import ConfigError, ConfigMapValues, load
+from eks_inspector.config import ConfigError, ConfigMapValues, Impersonate, load
 
 from inspector_support import base_env
 
@@ -28,6 +28,8 @@ from inspector_support import base_env
     ("INSPECTOR_ALLOWED_HOSTS", "evil host"),
     ("INSPECTOR_LOG_LEVEL", "chatty"),
     ("INSPECTOR_CONFIGMAP_VALUES", "all"),
+    ("INSPECTOR_IMPERSONATE", "yes"),
+    ("INSPECTOR_IMPERSONATE", "system:masters"),
 ])
 def test_bad_value_exits_2_naming_the_variable(var: str, value: str) -> None:
     env = {**base_env(None), var: value}
@@ -49,6 +51,8 @@ def test_defaults() -> None:
     assert load({"INSPECTOR_OUTPUT_CAP": "32KiB"}).output_cap == 32 * 1024
     assert s.configmap_values is ConfigMapValues.SUMMARY
     assert load({"INSPECTOR_CONFIGMAP_VALUES": "Show"}).configmap_values is ConfigMapValues.SHOW
+    assert s.impersonate is Impersonate.OFF
+    assert load({"INSPECTOR_IMPERSONATE": "Caller"}).impersonate is Impersonate.CALLER
 
 
 def test_version() -> None:

@@ -1,7 +1,7 @@
 """A real local Kubernetes control plane: etcd + kube-apiserver, envtest-style.
 
 No kubelet, scheduler or controller-manager: tests exercise what the API server
-itself does (authentication, RBAC, admission incl. PodSecurity, pods/log proxying
+itself does (authentication, RBAC, impersonation with an audit log, admission incl. PodSecurity, pods/log proxying
 to a node's kubelet endpoint). Every cluster gets fresh ports, a fresh CA and a
 temp dir, all removed by stop(), so parallel test runs never collide.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import json
 import os
 import shutil
 import signal
@@ -35,6 +36,19 @@ _KUBERNETES_SERVICE_IP = "10.0.0.1"
 _SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _STOP_GRACE_S = 15.0
 _LOG_TAIL_LINES = 30
+#: The API server's audit policy: who did what (Metadata: no request or response bodies),
+#: once per request (ResponseComplete only), without the loopback client and health probes.
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "users": ["system:apiserver"]},
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*"]},
+        {"level": "Metadata"},
+    ],
+}
+_AUDIT_MAX_MB = 50
 
 
 class ClusterStartError(RuntimeError):
@@ -177,6 +191,25 @@ class LocalCluster:
             response = core.create_namespaced_service_account_token(service_account, namespace, request)
         return response.status.token
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event per line (audit.k8s.io/v1 Event)."""
+        return self.workdir / "audit.log"
+
+    def audit_events(self) -> list[dict]:
+        """Every audit event logged so far (a line cut by a concurrent write is skipped)."""
+        events = []
+        try:
+            text = self.audit_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        for line in text.splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
     def kubeconfig_for_token(self, token: str, path: Path | None = None) -> Path:
         """A kubeconfig (mode 0600, CA embedded) that authenticates with a bearer token."""
         if not token:
@@ -258,6 +291,8 @@ class LocalCluster:
         self.server = f"https://{bind_address}:{port}"
         log = self.workdir / "kube-apiserver.log"
         p = self._pki
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(_AUDIT_POLICY, sort_keys=False))
         args = [
             str(apiserver),
             f"--etcd-servers={etcd_url}",
@@ -280,6 +315,8 @@ class LocalCluster:
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true",  # as on EKS; PodSecurity decides per namespace
             "--profiling=false",
+            f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+            f"--audit-log-maxsize={_AUDIT_MAX_MB}", "--audit-log-maxbackup=1",
         ]
         with log.open("ab") as out:
             self._apiserver = subprocess.Popen(

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from eks_inspector.clusters_config import ClusterSpec
+from eks_inspector.clusters_config import parse as parse_clusters
+
 TRANSPORTS = ("sse", "streamable-http")
 AUTH_MODES = ("auto", "kubeconfig", "in-cluster", "eks")
 #: Hard ceiling for one tool answer: the 2.x client refuses SSE events over 1 MiB and
@@ -29,6 +32,13 @@ class ConfigMapValues(enum.StrEnum):
 
     SUMMARY = "summary"  # each key with its size: config often carries credentials by mistake
     SHOW = "show"  # the values, still scrubbed for credential-shaped text
+
+
+class Impersonate(enum.StrEnum):
+    """Whose identity Kubernetes requests carry (INSPECTOR_IMPERSONATE)."""
+
+    OFF = "off"  # the inspector's own (its ServiceAccount / IAM role)
+    CALLER = "caller"  # the tailnet caller's, via Kubernetes impersonation (docs/access-kubernetes.md)
 
 
 class ConfigError(ValueError):
@@ -55,6 +65,8 @@ class Settings:
     eks_tools: str = "auto"
     log_level: str = "INFO"
     configmap_values: ConfigMapValues = ConfigMapValues.SUMMARY
+    clusters: tuple[ClusterSpec, ...] = ()  # INSPECTOR_CLUSTERS: more clusters besides `default`
+    impersonate: Impersonate = Impersonate.OFF
 
     def namespace_allowed(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces
@@ -189,6 +201,12 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     configmap_values = ConfigMapValues(_choice(env, "INSPECTOR_CONFIGMAP_VALUES", ConfigMapValues.SUMMARY,
                                                tuple(ConfigMapValues)))
 
+    clusters_file = env.get("INSPECTOR_CLUSTERS", "").strip()
+    try:
+        clusters = parse_clusters(Path(clusters_file)) if clusters_file else ()
+    except ValueError as exc:
+        raise ConfigError(f"INSPECTOR_CLUSTERS: {exc}") from None
+
     return Settings(
         host=host,
         port=port,
@@ -208,4 +226,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         eks_tools=eks_tools,
         log_level=log_level,
         configmap_values=configmap_values,
+        clusters=clusters,
+        impersonate=Impersonate(_choice(env, "INSPECTOR_IMPERSONATE", Impersonate.OFF.value,
+                                        tuple(m.value for m in Impersonate))),
     )

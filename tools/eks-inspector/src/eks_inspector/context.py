@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eks_inspector.config import Settings
 from eks_inspector.discovery import Discovery, Resource
 from eks_inspector.errors import InspectorError
 from eks_inspector.kube import Kube
 from eks_inspector.render import Renderer
+
+if TYPE_CHECKING:
+    from eks_inspector.clusters import Registry
 
 
 @dataclass
@@ -19,6 +22,10 @@ class Inspector:
     kube: Kube
     discovery: Discovery
     renderer: Renderer
+    #: every configured cluster (clusters.py); shared by the Inspectors of all of them
+    clusters: Registry | None = None
+    #: this cluster's boto3 session (its region and configured role); None: the ambient credentials
+    aws: Any = None
 
     def namespace_for(self, resource: Resource | None, namespace: str | None, all_namespaces: bool = False
                       ) -> str | None:

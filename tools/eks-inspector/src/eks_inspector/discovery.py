@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from eks_inspector.caller import as_inspector
 from eks_inspector.errors import InspectorError, Op
 from eks_inspector.kube import ACCEPT_DISCOVERY, ACCEPT_JSON, Kube
 
@@ -121,6 +122,12 @@ class Discovery:
             return self._catalog
 
     def _fetch(self) -> Catalog:
+        # One cache for every caller, so it is filled with the inspector's own identity: what
+        # the cluster serves is the same for all (system:discovery), and no caller's view leaks.
+        with as_inspector():
+            return self._fetch_catalog()
+
+    def _fetch_catalog(self) -> Catalog:
         catalog = Catalog()
         op = Op("get", "discovery")
         core = self.kube.get("/api", op, accept=ACCEPT_DISCOVERY, timeout=self.timeout)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eks_inspector.caller import Caller
 
 
 class InspectorError(Exception):
@@ -66,9 +70,34 @@ def _is_status(body: bytes | str | None) -> bool:
     return isinstance(doc, dict) and doc.get("kind") == "Status"
 
 
-def from_status(status: int, body: bytes | str | None, op: Op) -> InspectorError:
-    """Turn an HTTP error from the API server into one actionable line."""
+#: The API server's refusal of the impersonation itself (our ServiceAccount may not act as them).
+_IMPERSONATE_DENIED = re.compile(r'^(\w+) "([^"]*)" is forbidden: .* cannot impersonate resource "(\w+)"')
+
+
+def _forbidden_caller(message: str, op: Op, who: Caller) -> InspectorError:
+    """A 403 in impersonation mode: say who was refused what, in the caller's words."""
+    denied = _IMPERSONATE_DENIED.match(message)
+    if denied:
+        kind, name = denied.group(3), denied.group(2)
+        return InspectorError(
+            f"forbidden: this server may not act as {who.describe()}: its own identity may not impersonate "
+            f"{kind} \"{name}\" (the operator lists the tailnet names it may act as; docs/access-kubernetes.md)",
+            status=403)
+    target = f' "{op.name}"' if op.name else ""
+    resource = f"{op.qualified}{target}"
+    groups = f", groups {', '.join(who.groups)}" if who.groups else ""
+    return InspectorError(
+        f"forbidden: {who.describe()} may not {op.verb} {resource}{op.where} (Kubernetes RBAC, as user "
+        f"\"{who.user}\"{groups}); ask a cluster admin for a RoleBinding, or ask for something else",
+        status=403)
+
+
+def from_status(status: int, body: bytes | str | None, op: Op, who: Caller | None = None) -> InspectorError:
+    """Turn an HTTP error from the API server into one actionable line (`who`: the caller the
+    request impersonated, if any)."""
     message = _status_message(body)
+    if status == 403 and who is not None:
+        return _forbidden_caller(message, op, who)
     if status == 403:
         m = re.search(r'User "([^"]+)"', message)
         who = f" (as {m.group(1)})" if m else ""

@@ -19,7 +19,8 @@ from urllib.parse import quote
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from eks_inspector.config import ConfigError, Settings
+from eks_inspector import caller
+from eks_inspector.config import ConfigError, Impersonate, Settings
 from eks_inspector.deadline import remaining
 from eks_inspector.errors import InspectorError, Op, from_status
 
@@ -57,27 +58,52 @@ def api_path(group: str, version: str, plural: str, namespace: str | None = None
 
 
 class Kube:
-    """A thin, thread-safe JSON client with per-request timeouts."""
+    """A thin, thread-safe JSON client with per-request timeouts.
 
-    def __init__(self, api_client: k8s.ApiClient, timeout: float, identity: str = "") -> None:
+    With `impersonate`, every request is made as the tool call's caller (caller.acting()),
+    except those run under caller.as_inspector(); a request with no caller is refused here,
+    the one place every Kubernetes request passes, so no code path can fall back to our own
+    identity by forgetting to set one.
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, timeout: float, identity: str = "",
+                 impersonate: bool = False) -> None:
         self.api = api_client
         self.timeout = timeout
         self.identity = identity
+        self.impersonate = impersonate
+
+    def _as_whom(self) -> caller.Caller | None:
+        """The caller this request impersonates (None: the inspector's own identity)."""
+        if not self.impersonate:
+            return None
+        who = caller.acting()
+        if who is caller.INSPECTOR:
+            return None
+        if not isinstance(who, caller.Caller):
+            raise InspectorError(caller.REFUSED_NO_IDENTITY)
+        return who
 
     def _request(self, path: str, query: Query, accept: str, op: Op, timeout: float | None) -> bytes:
         import urllib3
 
+        who = self._as_whom()
         t = remaining(timeout or self.timeout, f"{op.verb} {op.qualified}")
         try:
             method, url, headers, _body, _post = self.api.param_serialize(
                 "GET", path, query_params=list(query), header_params={"Accept": accept},
                 auth_settings=["BearerToken"],
             )
+            if who is not None:
+                # one Impersonate-Group header per group: a dict cannot repeat a name
+                headers = urllib3.HTTPHeaderDict(headers)
+                for name, value in caller.impersonation_headers(who):
+                    headers.add(name, value)
             resp = self.api.call_api(method, url, header_params=headers, _request_timeout=(min(t, 10.0), t))
             data = resp.read()
         except k8s.ApiException as exc:
             if exc.status:
-                raise from_status(exc.status, exc.body, op) from None
+                raise from_status(exc.status, exc.body, op, who) from None
             reason = " ".join(str(exc.reason).split())[:200]
             raise InspectorError(f"{op.verb} {op.qualified}: cannot reach the API server ({reason})") from None
         except urllib3.exceptions.HTTPError as exc:
@@ -85,7 +111,7 @@ class Kube:
                     if "timed out" in str(exc).lower() else "is unreachable")
             raise InspectorError(f"{op.verb} {op.qualified}: the API server {kind}") from None
         if not 200 <= resp.status <= 299:
-            raise from_status(resp.status, data, op)
+            raise from_status(resp.status, data, op, who)
         return data
 
     def get(self, path: str, op: Op, query: Query = (), accept: str = ACCEPT_JSON,
@@ -103,8 +129,9 @@ class Kube:
         return self._request(path, query, "*/*", op, timeout).decode("utf-8", "replace")
 
 
-def _configuration(settings: Settings) -> tuple[k8s.Configuration, str]:
-    """Build the client configuration for the configured auth mode; raise ConfigError on failure."""
+def _configuration(settings: Settings, session: Any = None) -> tuple[k8s.Configuration, str]:
+    """Build the client configuration for the configured auth mode; raise ConfigError on failure.
+    `session`: the boto3 session EKS is reached with (a configured cluster's region and role)."""
     cfg = k8s.Configuration()
     mode = settings.auth
     if mode == "auto":
@@ -125,8 +152,8 @@ def _configuration(settings: Settings) -> tuple[k8s.Configuration, str]:
 
         assert settings.eks_cluster and settings.aws_region
         try:
-            endpoint = eks_auth.cluster_endpoint(settings.eks_cluster, settings.aws_region)
-            token = eks_auth.mint_token(settings.eks_cluster, settings.aws_region)
+            endpoint = eks_auth.cluster_endpoint(settings.eks_cluster, settings.aws_region, session)
+            token = eks_auth.mint_token(settings.eks_cluster, settings.aws_region, session)
         except Exception as exc:  # botocore raises many types; one line is what matters
             raise ConfigError(f"INSPECTOR_EKS_CLUSTER: cannot reach EKS cluster {settings.eks_cluster!r}: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
@@ -142,7 +169,7 @@ def _configuration(settings: Settings) -> tuple[k8s.Configuration, str]:
             with lock:
                 if time.time() - state["minted"] < eks_auth.REFRESH_AFTER:
                     return
-                fresh = eks_auth.mint_token(settings.eks_cluster or "", settings.aws_region or "")
+                fresh = eks_auth.mint_token(settings.eks_cluster or "", settings.aws_region or "", session)
                 c.api_key = {"BearerToken": fresh.token}
                 state["minted"] = time.time()
 
@@ -158,8 +185,9 @@ def _configuration(settings: Settings) -> tuple[k8s.Configuration, str]:
     return cfg, f"kubeconfig {path or os.environ.get('KUBECONFIG', '~/.kube/config')}"
 
 
-def connect(settings: Settings) -> Kube:
-    cfg, identity = _configuration(settings)
+def connect(settings: Settings, session: Any = None) -> Kube:
+    cfg, identity = _configuration(settings, session)
     cfg.connection_pool_maxsize = 16
     cfg.retries = False
-    return Kube(k8s.ApiClient(cfg), settings.call_timeout, identity)
+    return Kube(k8s.ApiClient(cfg), settings.call_timeout, identity,
+                impersonate=settings.impersonate is Impersonate.CALLER)

@@ -16,15 +16,19 @@ from typing import Annotated, Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from eks_inspector import __version__
+from eks_inspector import __version__, caller
+from eks_inspector.config import Impersonate
+from eks_inspector.clusters import Registry, pick
 from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
 from eks_inspector.render import Answer
 from eks_inspector.tools import cluster, describe, diagnose, eks, events, explain, get, logs, rollout
+from eks_inspector.tools.clusters import clusters as list_clusters
 
 log = logging.getLogger("eks_inspector")
 
@@ -55,7 +59,7 @@ PARAMS: dict[str, str] = {
     "api_group": "Only this API group ('' for core)",
     "namespaced": "Only namespaced (true) or cluster-scoped (false) resources",
     "refresh": "Refresh the discovery cache first",
-    "cluster": "EKS cluster name (default: INSPECTOR_EKS_CLUSTER)",
+    "cluster": "Which configured cluster to ask (the clusters tool lists them; default: 'default')",
     "nodegroup": "Node group name (omit to list)",
     "addon": "Add-on name (omit to list)",
     "principal_arn": "IAM principal ARN of an access entry (omit to list)",
@@ -67,6 +71,29 @@ PARAMS: dict[str, str] = {
 }
 
 READ_ONLY = dict(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
+#: The wrapper's own parameter for the SDK's request context (never a tool argument).
+CONTEXT_PARAM = "mcp_request_context"
+
+
+def caller_of(ins: Inspector, ctx: Context | None) -> caller.Caller | None:
+    """The tailnet caller of this tool call, from the HTTP request that carried it (the POST
+    to /mcp or to /messages/): None when the inspector acts as itself; a refusal (InspectorError)
+    when it acts as the caller and the request names none."""
+    if ins.settings.impersonate is not Impersonate.CALLER:
+        return None
+    request = ctx.request_context.request if ctx is not None and ctx.request_context is not None else None
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        raise InspectorError(caller.REFUSED_NO_IDENTITY)
+    return caller.from_headers(headers)
+
+
+def _cluster_param(ins: Inspector) -> inspect.Parameter:
+    """Every tool's `cluster`: a configured name only (never a context, endpoint or role)."""
+    names = ins.clusters.names if ins.clusters is not None else ["default"]
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return inspect.Parameter("cluster", inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[str | None, Field(description=f"{PARAMS['cluster']}: {shown}")])
 
 
 def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: bool) -> Callable[..., Any]:
@@ -74,28 +101,42 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
     sig = inspect.signature(fn)
     params = []
     for p in list(sig.parameters.values())[1:]:  # the first parameter is the Inspector
+        if p.name == "cluster":
+            continue  # an EKS tool's own: pick() sets it from the configured cluster
         ann = hints.get(p.name, Any)
         if p.name in PARAMS:
             ann = Annotated[ann, Field(description=PARAMS[p.name])]
         params.append(p.replace(annotation=ann))
+    scoped = name not in UNSCOPED
+    if scoped:
+        params.append(_cluster_param(ins))
 
-    def answer(deadline: float, kwargs: dict[str, Any]) -> CallToolResult:
+    def answer(deadline: float, who: caller.Caller | None, kwargs: dict[str, Any]) -> CallToolResult:
         # The tool and the renderer both run in the worker thread (scrubbing a large answer is
         # CPU work the event loop must not wait for), under the call's deadline, which stops
-        # work the caller was given up on (a thread cannot be killed; it must stop itself).
-        with call_deadline(deadline):
-            return ins.renderer.finish(fn(ins, **kwargs))
+        # work the caller was given up on (a thread cannot be killed; it must stop itself),
+        # and on behalf of the call's caller (kube.py reads it for every request).
+        with call_deadline(deadline), caller.acting_for(who):
+            target = pick(ins, kwargs, eks_tool=open_world) if scoped else ins
+            return ins.renderer.finish(fn(target, **kwargs))
 
     async def tool(**kwargs: Any) -> CallToolResult:
         started = time.monotonic()
         timeout = ins.settings.call_timeout
         outcome = "ok"
+        ctx = kwargs.pop(CONTEXT_PARAM, None)
+        who: caller.Caller | None = None
         try:
+            try:
+                who = caller_of(ins, ctx)
+            except InspectorError:
+                outcome = "refused"
+                raise
             with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(functools.partial(answer, started + timeout, kwargs),
+                return await anyio.to_thread.run_sync(functools.partial(answer, started + timeout, who, kwargs),
                                                       abandon_on_cancel=True)
         except InspectorError as exc:
-            outcome = "error"
+            outcome = "refused" if outcome == "refused" else "error"
             return ins.renderer.error(str(exc))
         except TimeoutError:
             outcome = "timeout"
@@ -107,8 +148,10 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
             return ins.renderer.error(f"{name} failed unexpectedly ({type(exc).__name__}); the server keeps serving")
         finally:
             log.info("tool call", extra={"tool": name, "outcome": outcome,
-                                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+                                         "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                                         **({"caller": who.user} if who else {})})
 
+    params.append(inspect.Parameter(CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context))
     tool.__signature__ = sig.replace(parameters=params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
     tool.__name__ = name
     tool.__doc__ = inspect.getdoc(fn)
@@ -144,9 +187,15 @@ TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
     ("explain", explain.explain, "Explain a resource's fields",
      "Documentation of any kind or field, CRDs included, from the API server's OpenAPI v3 (like kubectl explain "
      "deployment.spec.strategy): type, description, and the fields below it."),
+    ("clusters", list_clusters, "Clusters",
+     "The clusters this server serves (pass one's name as `cluster` to any tool): where each comes from (kubeconfig "
+     "context, or EKS cluster, region and account role), its Kubernetes version, and whether it answers (or why not)."),
     ("cluster_overview", cluster.cluster_overview, "Cluster overview",
      "Version, nodes with capacity and conditions, namespaces, and workloads that are not healthy."),
 ]
+
+#: Tools about all clusters at once: no `cluster` argument.
+UNSCOPED = frozenset({"clusters"})
 
 EKS_TOOLS: list[tuple[str, Callable[..., Answer], str, str]] = [
     ("eks_describe_cluster", eks.describe_cluster, "EKS cluster",
@@ -165,7 +214,8 @@ def eks_tools_enabled(ins: Inspector) -> bool:
         return False
     if mode == "on":
         return True
-    return bool(ins.settings.aws_region) and eks.aws_credentials_present()
+    regions = [ins.settings.aws_region, *(c.region for c in ins.settings.clusters)]
+    return any(regions) and eks.aws_credentials_present()
 
 
 def build(ins: Inspector) -> MCPServer:
@@ -176,6 +226,8 @@ def build(ins: Inspector) -> MCPServer:
         instructions="Read-only, kubectl-style inspection of a Kubernetes/EKS cluster. Secrets never leave; "
                      "answers are capped; follow continue tokens for more.",
     )
+    if ins.clusters is None:
+        Registry(ins)  # every configured cluster, built on first use
     tools = TOOLS + (EKS_TOOLS if eks_tools_enabled(ins) else [])
     for name, fn, title, description in tools:
         mcp.add_tool(

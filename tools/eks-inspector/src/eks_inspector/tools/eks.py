@@ -32,8 +32,10 @@ class Eks:
 
         self.ins = ins
         t = ins.settings.call_timeout
-        self.client = boto3.Session(region_name=ins.settings.aws_region).client(
-            "eks", config=Config(connect_timeout=min(t, 10), read_timeout=t, retries={"max_attempts": 2}))
+        session = ins.aws or boto3.Session(region_name=ins.settings.aws_region)  # a configured cluster's role
+        self.client = session.client(
+            "eks", region_name=ins.settings.aws_region,
+            config=Config(connect_timeout=min(t, 10), read_timeout=t, retries={"max_attempts": 2}))
 
     def _call(self, action: str, **params: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
