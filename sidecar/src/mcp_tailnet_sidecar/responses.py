@@ -22,7 +22,9 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade",
 })
-DROP_RESPONSE = HOP_BY_HOP | {"content-length"}
+# `date`: uvicorn writes the gateway's own Date on every answer (as nginx does in front of an
+# upstream), so the upstream's is dropped rather than sent as a second Date header.
+DROP_RESPONSE = HOP_BY_HOP | {"content-length", "date"}
 
 
 class Refused(str, Enum):

@@ -4,18 +4,105 @@ We bind the sockets (instead of letting uvicorn do it) to choose their permissio
 unix socket created by uvicorn is chmod 0666, while ours is 0660 in a 0750 directory, so
 only the container's own user reaches the gateway. Signals are handled by the
 entrypoint, not by each uvicorn server, so that drain order stays ours.
+
+Speed (docs/benchmarks.md, "Gateway speed steps"): uvicorn parses HTTP with httptools and the
+process runs on uvloop when those are installed (`run`), and falls back to h11 and asyncio's
+own loop when they are not. httptools keeps no bound on a request's head, which h11 did
+(`h11_max_incomplete_event_size`); BoundedHttpTools puts the same bound back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
+
+T = TypeVar("T")
+# The most a request line and its headers may take, as h11 was told before httptools: a
+# client (or anything in the pod's network namespace) cannot grow one request's head in memory
+# without end. tailscale serve itself stops at Go's 1 MiB (http.DefaultMaxHeaderBytes).
+MAX_HEAD_BYTES = 64 * 1024
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (less CPU per relayed call), else asyncio's default."""
+    if not _installed("uvloop"):
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on the loop of `loop_factory` (3.11's asyncio.run takes no factory)."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools' parser with the head bound when httptools is installed, else uvicorn's h11."""
+    if not _installed("httptools"):
+        return "h11"
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHttpTools(HttpToolsProtocol):
+        """uvicorn's httptools protocol refusing a request head larger than MAX_HEAD_BYTES, as h11 did.
+
+        Two counts, because a head can arrive whole in one read or without end in many: the
+        request line and headers as the parser hands them over (raising in a parser callback
+        makes uvicorn answer 400 and close, its answer to any malformed request), and the bytes
+        received while a head is still incomplete (a header that never ends is held inside
+        the parser, where no callback sees it).
+        """
+
+        _head = 0  # URL + header names and values of the current request
+        _received = 0  # bytes received since the current head began
+        _in_head = True
+
+        def _count(self, n: int) -> None:
+            self._head += n
+            if self._head > MAX_HEAD_BYTES:
+                raise ValueError(f"request head larger than {MAX_HEAD_BYTES} bytes")
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._received += len(data)
+            super().data_received(data)
+            if self._in_head and self._received > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.send_400_response("Invalid HTTP request received.")
+
+        def on_message_begin(self) -> None:
+            self._head = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head, self._received = False, 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head, self._received = True, 0
+
+    return BoundedHttpTools
 
 
 class Server(uvicorn.Server):
@@ -72,6 +159,7 @@ def make_server(app: Any, *, drain_timeout: float) -> Server:
         server_header=False,
         timeout_graceful_shutdown=drain_timeout,
         timeout_keep_alive=75,  # above common proxy idle timeouts, so the proxy closes first
-        h11_max_incomplete_event_size=64 * 1024,
+        http=http_protocol(),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     return Server(config)
