@@ -6,7 +6,7 @@
   (compared as objects: env order and kustomize's ConfigMap hash suffix aside).
 - One version source: appVersion and the default image tags are images/release.env's.
 - Values the chart cannot honour are refused with a message, never silently dropped
-  (the identity/impersonation mode of issue 13, TUN under `restricted`, the inspector on 127.0.0.1).
+  (a bare identity.impersonation=true, TUN under `restricted`, the inspector on 127.0.0.1).
 - Against the lab's kube-apiserver (RBAC, Pod Security admission): `kubectl apply
   --dry-run=server` of every example; each example's pod admitted by Pod Security in its own
   namespace, and the TUN pod refused in a restricted one.
@@ -120,7 +120,7 @@ def test_one_version_source() -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "identity.impersonation=true"], "identity.impersonation: the tailnet-identity -> Kubernetes impersonation mode (issue 13) is not built yet"),
+    (["--set", "identity.impersonation=true"], "identity.impersonation: a map of enabled, users and groups"),
     (["--set", "sidecar.mode=tun"], "sidecar.mode=tun needs root, NET_ADMIN and /dev/net/tun: set namespace.enforce=privileged"),
     (["--set", "sidecar.mode=kernel"], 'sidecar.mode: "kernel" is not userspace or tun'),
     (["--set", "server.host=127.0.0.1"], "server.host: the inspector listens on a loopback alias of its own (127.0.0.3), not 127.0.0.1"),

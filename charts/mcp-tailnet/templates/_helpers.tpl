@@ -32,10 +32,43 @@
 {{- if .Values.hub.enabled }}{{ .Values.hub.serverHost }}{{ else }}{{ .Values.server.host }}{{ end -}}
 {{- end -}}
 
+{{/* "true" when the inspector acts as its tailnet caller (identity.impersonation.enabled). */}}
+{{- define "mcp-tailnet.impersonating" -}}
+{{- $imp := .Values.identity.impersonation -}}
+{{- if kindIs "map" $imp }}{{ if $imp.enabled }}true{{ end }}{{ end -}}
+{{- end -}}
+
 {{/* Every refusal, with what to do, before anything renders. */}}
 {{- define "mcp-tailnet.validate" -}}
-{{- if .Values.identity.impersonation -}}
-{{- fail "identity.impersonation: the tailnet-identity -> Kubernetes impersonation mode (issue 13) is not built yet; leave it false" -}}
+{{- $imp := .Values.identity.impersonation -}}
+{{- if not (kindIs "map" $imp) -}}
+{{- fail "identity.impersonation: a map of enabled, users and groups (docs/access-kubernetes.md), not a single value" -}}
+{{- end -}}
+{{- if $imp.enabled -}}
+{{- if not .Values.server.inspector -}}
+{{- fail "identity.impersonation.enabled: impersonation is the inspector's mode (server.inspector=true)" -}}
+{{- end -}}
+{{- if .Values.hub.enabled -}}
+{{- fail "identity.impersonation.enabled with hub.enabled: mcp-hub does not hand the caller's Mcp-Tailnet-Caller-* headers on, so every call would be refused; pair the inspector with its sidecar directly" -}}
+{{- end -}}
+{{- if not (or $imp.users $imp.groups) -}}
+{{- fail "identity.impersonation: list the users and/or groups the inspector may act as (an empty list would mean every name, system:masters included)" -}}
+{{- end -}}
+{{- range $name := concat ($imp.users | default list) ($imp.groups | default list) -}}
+{{- if or (hasPrefix "system:" (lower $name)) (contains "*" $name) (eq $name "") -}}
+{{- fail (printf "identity.impersonation: %q is never impersonated (no system: names, no wildcards)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := ($imp.users | default list) -}}
+{{- if hasPrefix "tailnet:tag:" $name -}}
+{{- fail (printf "identity.impersonation.users: %q is a tag's group; list it under groups" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name := ($imp.groups | default list) -}}
+{{- if not (hasPrefix "tailnet:tag:" $name) -}}
+{{- fail (printf "identity.impersonation.groups: %q is not tailnet:tag:NAME (the only groups a caller maps to)" $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if not (has .Values.sidecar.mode (list "userspace" "tun")) -}}
 {{- fail (printf "sidecar.mode: %q is not userspace or tun" .Values.sidecar.mode) -}}
