@@ -207,6 +207,7 @@ def plan(ns: str, group: str) -> list[tuple[str, dict[str, Any]]]:
         ("events", {"namespace": ns, "resource": "deployment", "name": "api", "warnings_only": True}),
         ("top", {"what": "pods", "namespace": ns}),
         ("cluster_overview", {}),
+        ("clusters", {}),
         ("diagnose", {"namespace": ns, "max_findings": 100, "log_lines": 200}),
         ("diagnose", {"resource": "deployment", "name": "api", "namespace": ns}),
         ("diagnose", {"resource": "pod", "name": "api-0", "namespace": ns, "log_lines": 8}),  # inside the PEM block

@@ -94,8 +94,9 @@ def test_nodegroups_list_and_describe(server, transport: str) -> None:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_unknown_cluster_is_a_tool_error(server, transport: str) -> None:
+    """`cluster` is a configured cluster's name (here only `default`), never an EKS name a caller makes up."""
     message = err(server.call("eks_describe_cluster", {"cluster": "nope"}, transport))
-    assert "not found" in message.lower() and "Traceback" not in message
+    assert "unknown cluster 'nope'" in message and "serves default" in message and "Traceback" not in message
 
 
 @pytest.mark.parametrize("tool", ["eks_addons", "eks_access_entries", "eks_insights"])
