@@ -56,6 +56,18 @@ def base_env(kubeconfig: Path | None) -> dict[str, str]:
     return env
 
 
+def placeholder_kubeconfig(path: Path) -> Path:
+    """A syntactically valid kubeconfig for a cluster nobody listens for (a free loopback port):
+    for tests where the inspector must start but only talks to AWS."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "unused"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    return path
+
+
 @contextlib.contextmanager
 def running_inspector(env: dict[str, str], log_dir: Path, ready_timeout: float = 60) -> Iterator[Inspector]:
     """Start `eks-inspector` for real (uvicorn) on a free loopback port; SIGTERM it afterwards."""

@@ -29,9 +29,8 @@ from eks_inspector.errors import InspectorError
 from eks_inspector.kube import connect
 from eks_inspector.render import Renderer
 from mcp_tailnet_lab.moto_server import running_moto
-from mcp_tailnet_lab.ports import free_port
 
-from inspector_support import TRANSPORTS, base_env, err, ok, running_inspector
+from inspector_support import TRANSPORTS, base_env, err, ok, placeholder_kubeconfig, running_inspector
 
 HOME_ACCOUNT = "123456789012"  # moto's account for the ambient "testing" credentials
 ROLE_A, REGION_A = "arn:aws:iam::111111111111:role/inspector-read", "eu-west-1"
@@ -76,20 +75,9 @@ def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"url": url, "env": env, "clusters": clusters, "file": clusters_file, "tmp": tmp}
 
 
-def _dummy_kubeconfig(path: Path) -> Path:
-    """The default cluster's kubeconfig: valid, never contacted (EKS tools talk to AWS only)."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "u", "user": {"token": "unused"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-    }))
-    return path
-
-
 @pytest.fixture(scope="module")
 def server(aws: dict[str, Any]):
-    env = {**aws["env"], "INSPECTOR_KUBECONFIG": str(_dummy_kubeconfig(aws["tmp"] / "kubeconfig")),
+    env = {**aws["env"], "INSPECTOR_KUBECONFIG": str(placeholder_kubeconfig(aws["tmp"] / "kubeconfig")),
            "INSPECTOR_AUTH": "kubeconfig", "INSPECTOR_EKS_CLUSTER": "prod", "INSPECTOR_CLUSTERS": str(aws["file"])}
     with running_inspector(env, aws["tmp"]) as s:
         yield s
@@ -128,7 +116,7 @@ def test_registry_connects_each_cluster_with_its_role(aws: dict[str, Any], monke
     for k, v in aws["env"].items():
         if k.startswith("AWS_"):
             monkeypatch.setenv(k, v)
-    settings = load({"INSPECTOR_KUBECONFIG": str(_dummy_kubeconfig(tmp_path / "kc")), "INSPECTOR_AUTH": "kubeconfig",
+    settings = load({"INSPECTOR_KUBECONFIG": str(placeholder_kubeconfig(tmp_path / "kc")), "INSPECTOR_AUTH": "kubeconfig",
                      "INSPECTOR_CLUSTERS": str(aws["file"]), "INSPECTOR_CALL_TIMEOUT": "20"})
     kube = connect(settings)
     registry = Registry(Ins(settings, kube, Discovery(kube, 60), Renderer(settings.output_cap)))
@@ -176,7 +164,7 @@ def test_an_eks_cluster_that_cannot_be_reached_fails_only_its_own_calls(server) 
 def test_an_eks_tool_on_a_cluster_without_eks_is_refused(aws: dict[str, Any], tmp_path: Path) -> None:
     """A kubeconfig-only entry has no EKS cluster: the EKS tools say so instead of guessing one."""
     (tmp_path / "clusters.yaml").write_text(yaml.safe_dump({"clusters": [{"name": "ctx", "context": "x"}]}))
-    env = {**aws["env"], "INSPECTOR_KUBECONFIG": str(_dummy_kubeconfig(tmp_path / "kc")),
+    env = {**aws["env"], "INSPECTOR_KUBECONFIG": str(placeholder_kubeconfig(tmp_path / "kc")),
            "INSPECTOR_AUTH": "kubeconfig", "INSPECTOR_CLUSTERS": str(tmp_path / "clusters.yaml")}
     with running_inspector(env, tmp_path) as s:
         assert "not an EKS cluster" in err(s.call("eks_describe_cluster", {"cluster": "ctx"}))

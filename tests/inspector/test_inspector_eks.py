@@ -14,9 +14,8 @@ import pytest
 
 from eks_inspector import eks_auth
 from mcp_tailnet_lab.moto_server import running_moto
-from mcp_tailnet_lab.ports import free_port
 
-from inspector_support import TRANSPORTS, base_env, err, ok, running_inspector
+from inspector_support import TRANSPORTS, base_env, err, ok, placeholder_kubeconfig, running_inspector
 
 REGION = "eu-west-1"
 CLUSTER = "lab-eks"
@@ -45,14 +44,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A syntactically valid kubeconfig: the EKS tools talk to AWS only, never to this cluster."""
-    path = tmp_path_factory.mktemp("kc") / "config"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "u", "user": {"token": "unused"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-    }))
-    return path
+    return placeholder_kubeconfig(tmp_path_factory.mktemp("kc") / "config")
 
 
 @pytest.fixture(scope="module")
