@@ -6,6 +6,12 @@ ACL), the HTTP answer of the sidecar (serve + gateway), the MCP handshake and th
 list (the MCP server behind it); with `--call TOOL` also one tool call, so a check from
 a tailnet machine proves the whole path end to end (the compose demo's client uses it).
 
+After the HTTP step, `whoami` asks the sidecar who it thinks the caller is
+(`/.well-known/mcp-tailnet/whoami`, answered by the gateway itself): identity, the values
+of the tools capability the tailnet policy grants, and how tools are decided. It warns
+when grants mode leaves this caller no tool (no grant for this server, or a malformed
+value); a server without a sidecar in front (404) skips the step.
+
 Beside the path, one warning step: `bypass` tries the node's MCP server port (8080, or
 `--bypass-port`) directly. In userspace mode tailscaled forwards an unserved tailnet port
 to 127.0.0.1, so if this machine can open it, the tailnet policy opens more than the
@@ -24,6 +30,8 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
+
+from mcp_tailnet_sidecar.routes import WHOAMI_PATH
 
 HINTS = {
     421: "the sidecar does not know this host name: use the node's MagicDNS name (or its tailnet IP) "
@@ -110,6 +118,7 @@ class Doctor:
             self._bypass_check(p.hostname, target)
         if not self._http_check():
             return 1
+        self._whoami()
         return 0 if anyio.run(self._mcp_check) else 1
 
     def _bypass_check(self, host: str, target: tuple[str, int]) -> None:
@@ -155,6 +164,42 @@ class Doctor:
         if status in HINTS:
             return self._report(Step("http", False, f"HTTP {status}: {body.strip()}", HINTS[status]))
         return self._report(Step("http", True, f"the sidecar answered HTTP {status} ({ctype or 'no type'})"))
+
+    def _whoami(self) -> None:
+        """Print the caller as the sidecar sees it (a warning at most, never a failure)."""
+        p = self.parts
+        url = f"{p.scheme}://{p.netloc}{WHOAMI_PATH}"
+        try:
+            with httpx.Client(proxy=self.proxy, timeout=self.timeout) as client:
+                resp = client.get(url)
+            data = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("identity"), dict):
+            return  # no sidecar (or an older one) in front of this server: nothing to show
+        who, decision = data["identity"], data.get("tools_decision") or {}
+        name = who.get("login") or who.get("node") or who.get("source_ip") or "unknown"
+        tags = ",".join(who.get("tags") or []) or "none"
+        detail = (f"you are {name} (node {who.get('node') or '?'}, tags {tags}, from {who.get('source_ip')}); "
+                  f"tools: {decision.get('rule')}")
+        lines = [f"server name {decision.get('server_name')!r}"]
+        if "policy_file_tools" in decision:
+            lines.append(f"policy file grants you: {json.dumps(decision['policy_file_tools'])}")
+        grant = decision.get("grant")
+        step = Step("whoami", True, detail)
+        if isinstance(grant, dict):
+            lines.append(f"{grant.get('capability')}: {json.dumps(grant.get('values'))} "
+                         f"(kept for this server: {json.dumps(grant.get('kept_for_this_server'))})")
+            if grant.get("malformed"):
+                step = Step("whoami", True, detail, warn=True, fix=f"your grant is malformed, every tool is denied: "
+                            f"{grant['malformed']}; fix the value in the tailnet policy (docs/access.md)")
+            elif not grant.get("kept_for_this_server"):
+                step = Step("whoami", True, detail, warn=True,
+                            fix="the tailnet policy grants you no tool on this server: add a grant with the "
+                                "capability above for your user, group or tag (docs/access.md)")
+        self._report(step)
+        for line in lines:
+            print(f"     {line}", file=self.out)
 
     async def _mcp_check(self) -> bool:
         try:
