@@ -71,6 +71,9 @@ STEPS = (
     Step("gw-sniffio", "+ sniffio (step 1)", "h11"),
     Step("gw-httptools", "+ httptools (step 2a; the gateway as committed now)", ""),
     Step("gw-uvloop", "+ uvloop (step 2b; optional extra, needs the CLI to call serving.run)", "uvloop"),
+    Step("gw-upstream", "httptools + UpstreamClient instead of httpx (step 4; needs gateway.py's client)",
+         "upstream-client"),
+    Step("gw-upstream-uvloop", "httptools + UpstreamClient + uvloop (steps 2-4 together)", "upstream-client,uvloop"),
 )
 
 
@@ -170,7 +173,7 @@ def report(args: argparse.Namespace, paths: list[NativePath], load: LoadSampler)
             + " | " + f"{sum(r.failed for r in rs)} of {sum(r.requests for r in rs):,} |")
     lines.append("")
     now = paths[-1].key
-    for key in ("gw-httptools", now):
+    for key in ("gw-httptools", "gw-upstream", now):
         rs = [by.get((key, c)) for c in conns]
         if not all(rs):
             continue

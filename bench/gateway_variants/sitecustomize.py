@@ -6,6 +6,9 @@ BENCH_GATEWAY_STEPS is a comma list of:
   no-sniffio  `import sniffio` fails after searching sys.path, as before sniffio was a dependency
   h11         uvicorn's h11 parser instead of httptools (as before httptools was a dependency)
   uvloop      the process runs on uvloop (what `serving.run` does once the CLI calls it)
+  upstream-client  the gateway talks to its upstream through upstream_client.UpstreamClient instead
+              of httpx.AsyncClient (what gateway.py's `client` property would build; also used to run
+              tests/sidecar against it: `PYTHONPATH=bench/gateway_variants BENCH_GATEWAY_STEPS=upstream-client`)
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ if "uvloop" in STEPS:
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
-for step in STEPS - {"no-sniffio", "h11", "uvloop"}:
+if "upstream-client" in STEPS:
+    from mcp_tailnet_sidecar import gateway, upstream_client
+
+    def _client(self):  # noqa: ANN001, ANN202 - replaces Gateway.client for this process
+        if self._client is None:
+            self._client = upstream_client.UpstreamClient(self.upstream,
+                                                          connect_timeout=self.config.connect_timeout)
+        return self._client
+
+    gateway.Gateway.client = property(_client)
+
+for step in STEPS - {"no-sniffio", "h11", "uvloop", "upstream-client"}:
     raise SystemExit(f"BENCH_GATEWAY_STEPS: unknown step {step!r}")
-print(f"bench gateway steps: {sorted(STEPS) or 'none'}", file=sys.stderr, flush=True)
