@@ -8,6 +8,7 @@ answered. The last test stops `b`: `a` keeps answering and `clusters` says why `
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,15 @@ def test_unknown_cluster_is_refused_with_the_names(two: dict[str, Any], name: st
     not a URL, not a role; nothing close to a name is taken for it."""
     message = err(two["server"].call("get", {"resource": "configmaps", "namespace": "default", "cluster": name}))
     assert "unknown cluster" in message and "default, a, b" in message and "\n" not in message
+    calls = [json.loads(line) for line in two["server"].logs().splitlines() if '"tool call"' in line]
+    assert calls[-1]["cluster"] == "(unknown)"  # the caller's text stays out of the log
+
+
+def test_the_log_names_the_cluster_of_each_call(two: dict[str, Any]) -> None:
+    server = two["server"]
+    ok(server.call("get", {"resource": "namespaces", "cluster": "b"}))
+    calls = [json.loads(line) for line in server.logs().splitlines() if '"tool call"' in line]
+    assert calls[-1]["tool"] == "get" and calls[-1]["cluster"] == "b" and calls[-1]["outcome"] == "ok"
 
 
 def test_clusters_lists_source_version_and_reachability(two: dict[str, Any]) -> None:

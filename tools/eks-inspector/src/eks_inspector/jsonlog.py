@@ -23,7 +23,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = scrub_text(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
-        for key in ("tool", "duration_ms", "outcome", "caller"):
+        for key in ("tool", "duration_ms", "outcome", "caller", "cluster"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         return json.dumps(entry, default=str)

@@ -125,6 +125,9 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
         timeout = ins.settings.call_timeout
         outcome = "ok"
         ctx = kwargs.pop(CONTEXT_PARAM, None)
+        asked = kwargs.get("cluster")  # logged only when configured: the caller's text stays out of logs
+        known = ins.clusters is not None and asked in ins.clusters.names
+        target_name = None if asked is None else (asked if known else "(unknown)")
         who: caller.Caller | None = None
         try:
             try:
@@ -149,7 +152,8 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
         finally:
             log.info("tool call", extra={"tool": name, "outcome": outcome,
                                          "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                                         **({"caller": who.user} if who else {})})
+                                         **({"caller": who.user} if who else {}),
+                                         **({"cluster": target_name} if target_name else {})})
 
     params.append(inspect.Parameter(CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context))
     tool.__signature__ = sig.replace(parameters=params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
