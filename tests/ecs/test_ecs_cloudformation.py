@@ -225,6 +225,11 @@ CASES = {
          "log_group": "/ecs/acme-tools", "version": "1.2.3", "registry": "ghcr.io/acme"},
         templates.STOCK_SERVER_TASK_DEFINITION,
     ),
+    "inspector-impersonation-tool-grants": (
+        {cfn.EKS_CLUSTER: "prod", cfn.IMPERSONATE: "caller", cfn.TOOL_GRANTS: "true", cfn.LOG_GROUP: "/ecs/identity"},
+        {"eks_cluster": "prod", "impersonate": "caller", "tool_grants": "true", "log_group": "/ecs/identity"},
+        templates.TASK_DEFINITION,
+    ),
 }
 
 

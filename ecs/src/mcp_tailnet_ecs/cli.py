@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--architecture", default="X86_64", metavar="|".join(ARCHITECTURES),
                    help="Fargate CPU architecture (runtimePlatform.cpuArchitecture); ARM64 runs on Graviton")
     r.add_argument("--log-group", default=DEFAULT_LOG_GROUP, help="CloudWatch log group of every container")
+    r.add_argument("--impersonate", default="off", choices=("off", "caller"),
+                   help="INSPECTOR_IMPERSONATE: caller = every Kubernetes request made as the tailnet caller")
+    r.add_argument("--tool-grants", action="store_const", const="true", default="false",
+                   help="SIDECAR_TAILNET_GRANTS=true: tool access from grants in the tailnet policy")
     r.add_argument("--env", action="append", default=[], type=_env_pair, help="extra sidecar NAME=VALUE")
     r.add_argument("--out", required=True, type=Path, help="directory to write into")
 
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 efs_access_point_id=args.efs_access_point_id, server_image=args.server_image,
                 server_hostname=args.server_hostname, extra_env=tuple(args.env),
                 architecture=args.architecture, log_group=args.log_group,
+                impersonate=args.impersonate, tool_grants=args.tool_grants,
             )
             bundle = render(opts)
             if _report(validate(bundle, rendered=True)):

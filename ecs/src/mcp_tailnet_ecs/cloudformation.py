@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from mcp_tailnet_ecs import release, templates
-from mcp_tailnet_ecs.render import ARCHITECTURES, DEFAULT_LOG_GROUP, RenderOptions, render_unchecked
+from mcp_tailnet_ecs.render import ARCHITECTURES, DEFAULT_LOG_GROUP, IMPERSONATE_MODES, RenderOptions, render_unchecked
+from mcp_tailnet_ecs.render import TOOL_GRANTS as TOOL_GRANTS_VALUES
 
 STACK_FILE = Path("cloudformation") / "mcp-tailnet.yaml"
 
@@ -40,6 +41,8 @@ LOG_RETENTION = "LogRetentionDays"
 VPC = "VpcId"
 SUBNETS = "Subnets"  # --subnet
 CLUSTER = "Cluster"  # --ecs-cluster (empty: the stack creates one)
+IMPERSONATE = "InspectorImpersonate"  # --impersonate
+TOOL_GRANTS = "ToolGrants"  # --tool-grants
 
 #: Conditions.
 USE_INSPECTOR, USE_SERVER = "UseInspector", "UseServerImage"
@@ -82,6 +85,7 @@ def _symbolic(*, login: bool, kms: bool, hostname: bool) -> templates.Bundle:
         server_image=_sym(SERVER_IMAGE), architecture=_sym(ARCHITECTURE), log_group=_sym(LOG_GROUP),
         login_server=_sym(LOGIN_SERVER) if login else None, kms_key_arn=_sym(KMS_KEY_ARN) if kms else None,
         hostname=_sym(HOSTNAME) if hostname else None, server_hostname=_sym(HOSTNAME) if hostname else None,
+        impersonate=_sym(IMPERSONATE), tool_grants=_sym(TOOL_GRANTS),
     )
     return render_unchecked(opts)
 
@@ -180,6 +184,11 @@ def _parameters(defaults: release.ReleaseDefaults) -> dict[str, Any]:
         LOG_RETENTION: {"Type": "Number", "Default": 30, "AllowedValues": list(LOG_RETENTION_DAYS)},
         CLUSTER: {"Type": "String", "Default": "",
                   "Description": "Existing ECS cluster name (empty: the stack creates one)"},
+        IMPERSONATE: {"Type": "String", "Default": "off", "AllowedValues": list(IMPERSONATE_MODES),
+                      "Description": "caller: the inspector makes every Kubernetes request as the tailnet caller; "
+                                     "its role then needs only impersonate (docs/access-kubernetes.md)"},
+        TOOL_GRANTS: {"Type": "String", "Default": "false", "AllowedValues": list(TOOL_GRANTS_VALUES),
+                      "Description": "true: tool access from grants in the tailnet policy (docs/access.md)"},
     }
 
 

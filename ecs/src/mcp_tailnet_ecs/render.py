@@ -41,6 +41,10 @@ STATE_VOLUME = "tailscale-state"
 DEFAULT_LOG_GROUP = "/ecs/mcp-tailnet"
 #: Fargate's CPU architectures (runtimePlatform.cpuArchitecture); the release builds both.
 ARCHITECTURES = ("X86_64", "ARM64")
+#: INSPECTOR_IMPERSONATE values (--impersonate): the inspector's own identity, or each caller's.
+IMPERSONATE_MODES = ("off", "caller")
+#: SIDECAR_TAILNET_GRANTS values (--tool-grants sets "true").
+TOOL_GRANTS = ("false", "true")
 
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
@@ -95,6 +99,10 @@ class RenderOptions:
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     architecture: str = "X86_64"
     log_group: str = DEFAULT_LOG_GROUP
+    #: INSPECTOR_IMPERSONATE of the inspector task (docs/access-kubernetes.md)
+    impersonate: str = "off"
+    #: SIDECAR_TAILNET_GRANTS of every sidecar (docs/access.md)
+    tool_grants: str = "false"
 
     def check(self) -> None:
         """Raise RenderError naming the first bad option."""
@@ -124,6 +132,8 @@ class RenderOptions:
                  "a lower-case DNS label")
         need(self.architecture in ARCHITECTURES, "--architecture", self.architecture, " or ".join(ARCHITECTURES))
         need(bool(_LOG_GROUP.fullmatch(self.log_group)), "--log-group", self.log_group, "a CloudWatch log group name")
+        need(self.impersonate in IMPERSONATE_MODES, "--impersonate", self.impersonate, " or ".join(IMPERSONATE_MODES))
+        need(self.tool_grants in TOOL_GRANTS, "--tool-grants", self.tool_grants, " or ".join(TOOL_GRANTS))
         need(bool(_SECRET_NAME.fullmatch(self.secret_name)), "--secret-name", self.secret_name, "a Secrets Manager secret name")
         if self.secret_arn is not None:
             m = _SECRET_ARN.fullmatch(self.secret_arn)
@@ -215,6 +225,14 @@ def sidecar_of(task_definition: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _set_inspector_env(task_definition: dict[str, Any], name: str, value: str) -> None:
+    """An env entry of the inspector container (the one running our inspector image). Only in the
+    inspector's own task: behind mcp-hub no caller headers reach it (the hub task keeps it off)."""
+    for c in task_definition.get("containerDefinitions", []):
+        if str(c.get("image", "")).rsplit("/", 1)[-1].split(":", 1)[0] == INSPECTOR_IMAGE:
+            _set_env(c, name, value)
+
+
 def _retarget_images(task_definition: dict[str, Any], registry: str) -> None:
     for c in task_definition.get("containerDefinitions", []):
         image = c.get("image", "")
@@ -245,6 +263,7 @@ def _apply_sidecar_options(td: dict[str, Any], opts: RenderOptions, *, primary: 
         _set_env(sidecar, "TS_HOSTNAME", hostname)
     if opts.login_server:
         _set_env(sidecar, "SIDECAR_LOGIN_SERVER", opts.login_server)
+    _set_env(sidecar, "SIDECAR_TAILNET_GRANTS", opts.tool_grants)
     for name, value in opts.extra_env:
         _set_env(sidecar, name, value)
     if opts.state == "efs" and primary:
@@ -341,6 +360,8 @@ def render_unchecked(opts: RenderOptions, source: Bundle | None = None) -> Bundl
         if name == templates.STOCK_SERVER_TASK_DEFINITION and not opts.server_image:
             continue
         doc = copy.deepcopy(doc)
+        if name == templates.TASK_DEFINITION:
+            _set_inspector_env(doc, "INSPECTOR_IMPERSONATE", opts.impersonate)
         if name in templates.TASK_DEFINITIONS:
             _retarget_images(doc, opts.image_registry)
             _retarget_platform(doc, opts)
