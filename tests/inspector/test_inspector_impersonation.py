@@ -223,6 +223,10 @@ def test_audit_log_records_the_impersonated_caller(cluster, setup) -> None:
     assert set(node["impersonatedUser"]["groups"]) == {"tailnet:tag:ci", "system:authenticated"}
     assert node["verb"] == "list" and node["annotations"]["authorization.k8s.io/decision"] == "allow"
     assert seen[ALICE]["impersonatedUser"].get("groups", []) in ([], ["system:authenticated"])
+    # discovery (one cache for every caller) is the inspector's own: never impersonated
+    discovery = [e for e in cluster.audit_events()
+                 if e.get("requestURI") in ("/api", "/apis") and e["user"]["username"] == setup["sa"]]
+    assert discovery and all("impersonatedUser" not in e for e in discovery)
 
 
 def test_several_groups_reach_the_api_server(cluster, setup) -> None:
