@@ -142,6 +142,8 @@ class Table:
     extra: dict[str, Any] = field(default_factory=dict)
     #: each row's object, when the API sent it: never shown, it tells which cells are credentials
     row_objects: list[dict[str, Any]] = field(default_factory=list)
+    #: the rows as cleaned by Renderer._clean_rows, with the shape they were cleaned at (see there)
+    cleaned: tuple[tuple[Any, ...], list[list[Any]]] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -223,15 +225,19 @@ class Renderer:
 
     # -- list sizing --
 
+    @staticmethod
+    def _row_sizes(columns: list[str], rows: list[list[Any]]) -> list[int]:
+        widths = [len(str(c)) for c in columns]
+        for r in rows:
+            for i, v in enumerate(r[: len(widths)]):
+                widths[i] = max(widths[i], len("" if v is None else str(v)))
+        line = sum(widths) + 3 * max(len(widths) - 1, 0) + 1
+        return [_jsize(r) + 1 + line + 2 for r in rows]  # text + structured per row
+
     def _item_sizes(self, answer: Table | Objects) -> list[int]:
         if isinstance(answer, Table):
-            rows = self._clean_rows(answer)  # sized as they will be shown ("[REDACTED]" can be longer)
-            widths = [len(str(c)) for c in answer.columns]
-            for r in rows:
-                for i, v in enumerate(r[: len(widths)]):
-                    widths[i] = max(widths[i], len("" if v is None else str(v)))
-            line = sum(widths) + 3 * max(len(widths) - 1, 0) + 1
-            return [_jsize(r) + 1 + line + 2 for r in rows]  # text + structured per row
+            # sized as they will be shown ("[REDACTED]" can be longer)
+            return self._row_sizes(answer.columns, self._clean_rows(answer))
         if answer.fmt == "name":  # text line + the same string in structured "names"
             return [2 * len(json.dumps(_object_name(o))) + 2 for o in answer.objects]
         sizes = []
@@ -246,9 +252,12 @@ class Renderer:
         """How many items of a list answer fit in the cap, or None when all do."""
         if not isinstance(answer, (Table, Objects)):
             return None
+        return self._fit(self._item_sizes(answer), answer.columns if isinstance(answer, Table) else None)
+
+    def _fit(self, sizes: list[int], columns: list[str] | None) -> int | None:
         total = 0
-        base = 1024 + (_jsize(answer.columns) * 2 if isinstance(answer, Table) else 0)
-        for i, size in enumerate(self._item_sizes(answer)):
+        base = 1024 + (_jsize(columns) * 2 if columns is not None else 0)
+        for i, size in enumerate(sizes):
             total += size
             if base + total > self.budget:
                 return i
@@ -288,7 +297,7 @@ class Renderer:
     def _finish_table(self, t: Table) -> CallToolResult:
         rows = self._clean_rows(t)
         notes = list(t.notes)
-        keep = self.fit(Table(t.columns, rows))
+        keep = self._fit(self._row_sizes(t.columns, rows), t.columns)
         token, remaining = t.continue_token, t.remaining
         if keep is not None:
             notes.append(_truncation_notice(self.cap, keep, len(rows), None))
@@ -307,12 +316,20 @@ class Renderer:
         return self._result(text, structured)
 
     def _clean_rows(self, t: Table) -> list[list[Any]]:
+        """The rows as shown. Cleaning scrubs every row's object, the costliest step of a list, and
+        a list page is sized (fit) before it is finished: the result is kept on the Table, reused
+        only while the rows, their objects and the columns are the very lists it was cleaned from."""
+        shape = (t.rows, len(t.rows), t.row_objects, len(t.row_objects), t.columns, len(t.columns))
+        if t.cleaned is not None and all(x is y if isinstance(x, list) else x == y
+                                         for x, y in zip(t.cleaned[0], shape, strict=True)):
+            return t.cleaned[1]
         columns = list(t.columns)
         rows = []
         for i, r in enumerate(t.rows):
             swapped = self._row_swaps(t.row_objects[i] if i < len(t.row_objects) else None)
             rows.append([self._clean_cell(c, columns[n] if n < len(columns) else None, swapped)
                          for n, c in enumerate(r)])
+        t.cleaned = (shape, rows)
         return rows
 
     @staticmethod
