@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ import yaml
 from kubernetes.client.rest import ApiException
 
 from mcp_tailnet_lab import pki
+from mcp_tailnet_lab.headscale import _log_events as json_lines  # one reader of JSON-lines logs
 from mcp_tailnet_lab.paths import MissingComponent, binary, versions
 from mcp_tailnet_lab.ports import free_port
 
@@ -198,17 +198,7 @@ class LocalCluster:
 
     def audit_events(self) -> list[dict]:
         """Every audit event logged so far (a line cut by a concurrent write is skipped)."""
-        events = []
-        try:
-            text = self.audit_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        for line in text.splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return events
+        return json_lines(self.audit_log)
 
     def kubeconfig_for_token(self, token: str, path: Path | None = None) -> Path:
         """A kubeconfig (mode 0600, CA embedded) that authenticates with a bearer token."""
