@@ -111,6 +111,28 @@ def test_pod_and_namespace_targets(inspector, broken: str) -> None:
     _never_shown(whole)
 
 
+def test_root_cause_names_the_top_finding_without_repeating_it(inspector, broken: str) -> None:
+    """Answers are read by the byte: rootCause points at findings[0], whose message is not said twice."""
+    result = inspector.call("diagnose", {"resource": "deployment", "name": "imgpull", "namespace": broken})
+    top = _top(result)
+    assert result.structured_content["rootCause"] == f"{top['object']} (container app): ImagePullBackOff"
+    # the registry's answer, not also the kubelet's "Back-off pulling image" that adds nothing
+    assert top["message"].startswith("image 'registry.example/missing:9' cannot be pulled: Failed to pull image")
+    assert "Back-off pulling" not in top["message"]
+    assert ok(result).count("code = NotFound") == 1
+
+
+def test_the_workloads_own_symptom_goes_when_an_error_explains_it(inspector, broken: str) -> None:
+    for name in ("crashy", "hungry", "cfg"):
+        result = inspector.call("diagnose", {"resource": "deployment", "name": name, "namespace": broken})
+        reasons = [f["reason"] for f in result.structured_content["findings"]]
+        assert "ReplicasUnavailable" not in reasons and reasons, reasons
+    # a namespace-wide answer still lists every workload's state
+    whole = inspector.call("diagnose", {"namespace": broken, "max_findings": 100, "log_lines": 0})
+    assert any(f["reason"] == "ReplicasUnavailable" and f["object"] == "Deployment/crashy"
+               for f in whole.structured_content["findings"])
+
+
 def test_healthy_workload_has_no_findings(inspector, broken: str) -> None:
     result = inspector.call("diagnose", {"resource": "deployment", "name": "fine", "namespace": broken})
     out = ok(result)

@@ -100,8 +100,9 @@ class Finding:
         return d
 
     def line(self) -> str:
+        """Names the top finding; its message is findings[0]'s, not repeated (answers are read by the byte)."""
         where = f" (container {self.container})" if self.container else ""
-        return _clip(f"{self.obj}{where}: {self.reason}: {self.message}", 300)
+        return _clip(f"{self.obj}{where}: {self.reason}", 300)
 
 
 def _clip(text: str, limit: int = MESSAGE_CHARS) -> str:
@@ -381,16 +382,16 @@ def _container_findings(d: Diagnosis, pod: dict[str, Any], status: dict[str, Any
                       {"memoryLimit": limit} if limit else {}))
         return
     if wreason in IMAGE_PULL:
-        msg = f"image {image!r} cannot be pulled: {waiting.get('message') or wreason}"
+        why = str(waiting.get("message") or wreason)
         pulls = [e for e in d.events_of(pod, ("Failed", "ErrImagePull", "BackOff"))
                  if "image" in str(e.get("message", "")).lower() or "pull" in str(e.get("message", "")).lower()]
         # the registry's answer ("Failed to pull ...: not found") says why; a BackOff only that it waits
         pulls.sort(key=lambda e: e.get("reason") == "BackOff")
-        if pulls:
-            msg += f"; event: {d.use(pulls[0])}"
+        if pulls:  # the kubelet's own words ("Back-off pulling image X") then add nothing
+            why = d.use(pulls[0])
             for e in pulls[1:]:
                 d.use(e)
-        d.add(Finding(Rank.IMAGE_PULL, obj, wreason, msg, cname))
+        d.add(Finding(Rank.IMAGE_PULL, obj, wreason, f"image {image!r} cannot be pulled: {why}", cname))
         return
     if wreason in CONTAINER_CONFIG:
         d.add(Finding(Rank.CONTAINER_CONFIG, obj, wreason, str(waiting.get("message") or wreason), cname))
@@ -742,6 +743,7 @@ def diagnose(ins: Inspector, resource: str | None = None, name: str | None = Non
     ns = ins.namespace_for(None, namespace)
     assert ns is not None
     d = Diagnosis(ins, ns, log_lines)
+    workload = None
     if kind == "Pod":
         assert name
         target = f"pod/{name}"
@@ -752,12 +754,17 @@ def diagnose(ins: Inspector, resource: str | None = None, name: str | None = Non
         target = f"{kind.lower()}/{name}"
         w = d.get(k.group, k.plural, name)
         w.setdefault("kind", kind)
+        workload = _label(w, kind)
         diagnose_workload(d, w, kind)
     else:
         target = f"namespace/{ns}"
         _namespace(d)
     _leftover_events(d, namespace_wide=kind is None)
     ranked = d.ranked()
+    if workload and any(f.rank < Rank.ROLLOUT_STUCK for f in ranked):
+        # the workload's own "N replicas unavailable" is the symptom the caller came with; an error
+        # finding says why, so it goes (a stuck rollout, with no error below it, keeps it)
+        ranked = [f for f in ranked if not (f.rank == Rank.UNAVAILABLE and f.obj == workload)]
     out: dict[str, Any] = {"target": target, "namespace": ns}
     if ranked:
         out["rootCause"] = ranked[0].line()
