@@ -285,6 +285,7 @@ async def measure_server(peer: Peer, cluster: LocalCluster, workdir: Path, pod: 
                     out = dump / peer.name.lower()
                     out.mkdir(parents=True, exist_ok=True)
                     (out / f"{key}.txt").write_text("\n\n".join(f"## {c.tool}\n{c.text}" for c in calls_made))
+                    (out / f"{key}.json").write_text("\n".join(c.wire for c in calls_made))
             trouble[key] = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
         return answers, trouble, s.peak_rss_kib
 
@@ -415,8 +416,10 @@ def report(args: argparse.Namespace, version: str, cold: dict[str, Sample], star
         lines.append(f"- Total bytes for the scenarios, eks-inspector vs the best peer that found every root cause "
                      f"({label(best)}): **{ratio:.2f}** as received (target ≤ 0.20: "
                      f"{'met' if ratio <= 0.2 else 'MISSED'}); counting the text content alone "
-                     f"({_size(tot[Peer.INSPECTOR].text)} vs {_size(tot[best].text)}; eks-inspector also sends "
-                     f"structuredContent, the peers' troubleshooting answers are text only): {text_ratio:.2f}.")
+                     f"({_size(tot[Peer.INSPECTOR].text)} vs {_size(tot[best].text)}): {text_ratio:.2f}. eks-inspector "
+                     "sends every answer twice, as text and as structuredContent (the MCP spec asks for the text "
+                     "copy beside structured content); kubernetes-mcp-server adds structuredContent to "
+                     "`resources_get` only, eks-mcp-server never.")
     else:
         lines.append("- No peer found every root cause: the bytes target has no comparison.")
     li = results[Peer.INSPECTOR][0][Question.LIST]

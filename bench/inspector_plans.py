@@ -57,7 +57,7 @@ TARGETS: dict[str, Target] = {
 
 # The root cause, as patterns any correct answer contains (the kubelet's, scheduler's and
 # controllers' own words, or the numbers they report), whether the server quotes them in
-# YAML (folded lines: \s+) or JSON (escaped quotes: \\?").
+# YAML (folded lines, undone before matching) or JSON (escaped quotes: \\?").
 EVIDENCE: dict[str, tuple[str, ...]] = {
     "image-pull": (r"registry\.example/missing:9", r"not found"),
     "crash-loop": (r"connect: connection refused",),  # the previous instance's last log line
@@ -151,7 +151,13 @@ def plan(peer: Peer, key: str, ns: str) -> list[tuple[str, dict[str, Any]]]:
     return [CALLS[peer](step, TARGETS[key], ns) for step in PLANS[peer][key]]
 
 
+def _unfolded(text: str) -> str:
+    """The text with YAML's line folding undone: a folded or escaped line break reads as one space."""
+    text = re.sub(r"\\\n\s*(\\ )?", lambda m: " " if m.group(1) else "", text)  # "...\<newline>  \ ..."
+    return re.sub(r"\s+", " ", text)
+
+
 def missing_evidence(key: str, texts: list[str]) -> list[str]:
     """The EVIDENCE patterns of `key` that no answer contains ([] means the root cause is in hand)."""
-    body = "\n".join(texts)
+    body = "\n".join(_unfolded(t) for t in texts)
     return [p for p in EVIDENCE[key] if not re.search(p, body)]

@@ -52,8 +52,12 @@ class Call:
 
     tool: str
     seconds: float
-    wire_bytes: int  # the CallToolResult as JSON (text content + structuredContent)
+    wire: str  # the CallToolResult as JSON (text content + structuredContent), as the client received it
     text: str  # the text content an agent reads
+
+    @property
+    def wire_bytes(self) -> int:
+        return len(self.wire.encode())
 
 
 @dataclass
@@ -75,7 +79,7 @@ class Session:
         text = "\n".join(getattr(c, "text", "") for c in result.content)
         if result.is_error:
             raise RuntimeError(f"{self.peer.value} {tool} {args}: {text[:300]}")
-        self.calls.append(Call(tool, seconds, len(result.model_dump_json(by_alias=True, exclude_none=True)), text))
+        self.calls.append(Call(tool, seconds, result.model_dump_json(by_alias=True, exclude_none=True), text))
         self._sample_rss()
         return result
 
