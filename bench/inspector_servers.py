@@ -26,6 +26,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
+from mcp_tailnet_lab.gateway_process import stop
 from mcp_tailnet_lab.paths import binary, versions
 from mcp_tailnet_lab.ports import free_port
 
@@ -116,12 +117,7 @@ def _http_server(argv: list[str], env: dict[str, str], port: int, log: Path) -> 
         _wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
         yield f"http://127.0.0.1:{port}/mcp", proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, timeout=30)
 
 
 def _clean_env() -> dict[str, str]:
