@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,10 +35,8 @@ import pytest
 
 from mcp_tailnet_lab.gateway_process import SIDECAR, stop
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
-from mcp_tailnet_lab.node_gateway import NodeGateway, start_node_gateway
-from mcp_tailnet_lab.sidecar_run import STOCK_PORT
+from mcp_tailnet_lab.node_gateway import NodeGateway, start_node_gateway, start_node_stock_server
 from mcp_tailnet_lab.tailnet import TailnetNode
-from mcp_tailnet_lab.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,11 +95,7 @@ def lab(tailnet) -> Iterator[Lab]:
         nodes.append(alice := tailnet.node("gralice", user="gr-alice"))
         nodes.append(bob := tailnet.node("grbob", user="gr-bob"))
         nodes.append(bot := tailnet.node("grbot", tags=("tag:bot",)))
-        stock = srv.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(STOCK_PORT),
-                           "--caller-headers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: srv.exec([sys.executable, "-c", f"import socket; socket.create_connection(('127.0.0.1', "
-                                                         f"{STOCK_PORT}), 2)"], check=False).returncode == 0,
-                 "the stock server inside grsrv", timeout=30, proc=stock)
+        stock = start_node_stock_server(srv, "--caller-headers")
         logins = {}
         for name, node in (("alice", alice), ("bob", bob)):
             status = node.status()
@@ -308,6 +301,7 @@ def test_whoami_and_doctor_show_the_callers_grant(lab):
     assert f"ok   whoami: you are {lab.logins['alice']} (node {lab.callers['alice'].dns_name}" in r.stdout, r.stdout
     assert f'{CAPABILITY}: [{{"tools": ["add"]}}]' in r.stdout and "1 tool(s): add" in r.stdout, r.stdout
     print("\n--- doctor output (docs/access.md) ---\n" + r.stdout)
+    print("--- whoami (docs/access.md) ---\n" + json.dumps(whoami(lab, "alice")))
 
 
 def answers_change(lab: Lab, who: str, want: list[str], timeout: float = 60) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,3 +68,15 @@ def start_node_gateway(node: TailnetNode, workdir: Path, *, upstream_port: int =
         raise AssertionError(f"{exc}; last probe: {probe}; "
                              f"gateway log: {log.read_text(errors='replace')[-800:]}") from None
     return gw
+
+
+def start_node_stock_server(node: TailnetNode, *args: str, port: int = STOCK_PORT,
+                            timeout: float = 30) -> subprocess.Popen:
+    """The stock MCP server (SDK defaults, `args` e.g. `--caller-headers`) on 127.0.0.1:`port`
+    inside `node`'s namespace, once it accepts connections; stop it with gateway_process.stop."""
+    proc = node.popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port), *args],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), 2)"
+    wait_for(lambda: node.exec([sys.executable, "-c", probe], check=False).returncode == 0,
+             f"the stock server inside {node.name}", timeout=timeout, proc=proc)
+    return proc
