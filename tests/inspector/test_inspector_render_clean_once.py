@@ -62,3 +62,20 @@ def test_memo_is_per_table(swaps: list[int]) -> None:
     r.fit(a)
     assert r.finish(b).structured_content["rows"] == [["x", "plain"]]
     assert render.Table(["A"], [["1"]]).cleaned is None
+
+
+class _Unwalkable:
+    """A leaf that fails when read: proves managedFields is dropped unread."""
+
+    def __str__(self) -> str:
+        raise AssertionError("managedFields was walked")
+
+
+def test_managed_fields_are_dropped_unread() -> None:
+    obj = {"metadata": {"name": "p", "managedFields": [{"fieldsV1": {"f:metadata": {"f:x": _Unwalkable()}}}],
+                        "labels": {"app": "p"}}}
+    clean = render.sanitize(obj)
+    assert clean == {"metadata": {"name": "p", "labels": {"app": "p"}}}
+    r = Renderer(64 * 1024)
+    result = r.finish(Table(["NAME"], [["p"]], row_objects=[obj]))
+    assert result.structured_content["rows"] == [["p"]]

@@ -103,7 +103,8 @@ def _sanitize(node: Any, secret_metadata: bool, configmap_values: bool) -> Any:
         return node if node is None or isinstance(node, (str, int, float, bool)) else str(node)
     if _is_secret(node):
         return _secret_view(node, secret_metadata)
-    out = {k: _sanitize(v, secret_metadata, configmap_values) for k, v in node.items()}
+    # managedFields is dropped below: never walked (it is most of a list row's object)
+    out = {k: _sanitize(v, secret_metadata, configmap_values) for k, v in node.items() if k != "managedFields"}
     meta = out.get("metadata")
     if isinstance(meta, dict):
         _clean_metadata(meta)
