@@ -193,6 +193,18 @@ def test_caller_headers_replace_forged_ones():
     assert json.loads(unquote(ours["mcp-tailnet-caller-capability"])) == [{"tools": ["echo"], "servers": ["insp*"]}]
 
 
+def test_underscore_look_alikes_are_stripped():
+    """A server that folds `_` into `-` (WSGI's HTTP_* keys) would read these as ours or serve's."""
+    upstream = Upstream()
+    gw = make_gateway(upstream)
+    post(gw, call("echo"), {"Mcp_Tailnet_Caller_Login": "root@evil", "mcp_tailnet-caller-tags": "tag:admin",
+                            "Tailscale_User_Login": "root@evil", "Tailscale_App_Capabilities": "{}",
+                            "X_Other_Header": "kept"})
+    _, headers, _ = upstream.received[-1]
+    assert not [k for k in headers if "_" in k and k != "x_other_header"], headers
+    assert headers["x_other_header"] == "kept" and headers["mcp-tailnet-caller-login"] == "alice@example.com"
+
+
 def test_caller_headers_for_a_tagged_node_and_none_for_a_local_caller():
     upstream = Upstream()
     gw = make_gateway(upstream, resolver=IdentityResolver(whois=FakeWhoIs({"100.64.0.20": "ci-runner"})))

@@ -261,13 +261,17 @@ def caller_headers(lab: Lab, who: str, forged: dict[str, str]) -> dict[str, list
 
 FORGED = {"Tailscale-App-Capabilities": json.dumps({CAPABILITY: [{"tools": ["*"]}]}),
           "Mcp-Tailnet-Caller-Login": "root@evil.example", "Mcp-Tailnet-Caller-Tags": "tag:admin",
-          "Mcp-Tailnet-Caller-Capability": json.dumps([{"tools": ["*"]}]), "Mcp-Tailnet-Other": "x"}
+          "Mcp-Tailnet-Caller-Capability": json.dumps([{"tools": ["*"]}]), "Mcp-Tailnet-Other": "x",
+          # what a server folding `_` into `-` (WSGI's HTTP_* keys) would take for ours or serve's
+          "Mcp_Tailnet_Caller_Login": "root@evil.example", "Tailscale_App_Capabilities": "{}",
+          "Tailscale_User_Login": "root@evil.example"}
 
 
 def test_forged_capability_and_caller_headers_gain_nothing(lab):
     for transport in TRANSPORTS:
         assert see_and_call(lab, "bob", transport, FORGED) == (EXPECTED["bob"], EXPECTED["bob"]), transport
     seen = caller_headers(lab, "bob", FORGED)
+    assert not [k for k in seen if "_" in k], seen  # no look-alike reached the server
     assert {k: [unquote(v) for v in vs] for k, vs in seen.items() if k.startswith("mcp-tailnet-")} == {
         "mcp-tailnet-caller-login": [lab.logins["bob"]],
         "mcp-tailnet-caller-node": [lab.callers["bob"].dns_name],

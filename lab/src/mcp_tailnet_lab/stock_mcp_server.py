@@ -37,13 +37,13 @@ def build_server(caller_headers: bool = False) -> MCPServer:
     if caller_headers:
         @mcp.tool()
         def caller_headers(ctx: Context) -> str:
-            """The Mcp-Tailnet-* and Tailscale-* request headers that reached this server, as JSON (name -> values)."""
+            """The Mcp-Tailnet-* and Tailscale-* request headers (also spelt with `_`) that reached this server, as JSON."""
             seen: dict[str, list[str]] = {}
             request = ctx.request_context.request
             raw = request.headers.raw if request is not None else []
             for k, v in raw:
                 name = k.decode("latin-1").lower()
-                if name.startswith(CALLER_HEADER_PREFIXES):
+                if name.replace("_", "-").startswith(CALLER_HEADER_PREFIXES):  # underscore look-alikes too
                     seen.setdefault(name, []).append(v.decode("latin-1"))
             return json.dumps(seen, sort_keys=True)
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from mcp_tailnet_sidecar.identity import Identity
 
 PREFIX = b"mcp-tailnet-"
+SERVE_PREFIX = b"tailscale-"
 LOGIN = b"mcp-tailnet-caller-login"
 NODE = b"mcp-tailnet-caller-node"
 TAGS = b"mcp-tailnet-caller-tags"
@@ -26,9 +27,18 @@ def encode(value: str) -> bytes:
     return quote(value, safe=_SAFE).encode("ascii")
 
 
+def _claims(name: bytes) -> bool:
+    """Whether a request header could pass for ours or serve's at a server that folds `_` into `-`
+    (WSGI's HTTP_* keys, some proxies): `Mcp_Tailnet_Caller_Login` is `Mcp-Tailnet-Caller-Login` there.
+    Serve writes its `Tailscale-*` names with hyphens only, so an underscore variant is the client's."""
+    folded = name.lower().replace(b"_", b"-")
+    return folded.startswith(PREFIX) or (b"_" in name and folded.startswith(SERVE_PREFIX))
+
+
 def strip(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """`headers` without any whose name starts with `Mcp-Tailnet-` (any case)."""
-    return [(k, v) for k, v in headers if not k.lower().startswith(PREFIX)]
+    """`headers` without any whose name starts with `Mcp-Tailnet-` (any case, `_` for `-`), nor
+    underscore look-alikes of serve's `Tailscale-*` headers."""
+    return [(k, v) for k, v in headers if not _claims(k)]
 
 
 def caller_headers(who: Identity) -> list[tuple[bytes, bytes]]:
