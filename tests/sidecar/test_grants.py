@@ -36,19 +36,14 @@ import pytest
 from mcp_tailnet_lab.gateway_process import SIDECAR, stop
 from mcp_tailnet_lab.headscale import ALLOW_ALL_POLICY
 from mcp_tailnet_lab.node_gateway import NodeGateway, start_node_gateway, start_node_stock_server
+from mcp_tailnet_lab.node_mcp import TRANSPORTS, NodeMcpClient
 from mcp_tailnet_lab.tailnet import TailnetNode
 
 pytestmark = pytest.mark.slow
 
-MODERN = "2026-07-28"
-SESSION_VERSION = "2025-06-18"
-META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "test-grants", "version": "1"}}
-ACCEPT = "application/json, text/event-stream"
 TOOLS = ("add", "caller_headers", "echo", "sleep")
 ARGS = {"add": {"a": 2, "b": 3}, "echo": {"text": "hi"}, "sleep": {"seconds": 0}, "caller_headers": {}}
 FILE_POLICY = {"rules": [{"principals": ["*"], "tools": ["add", "echo", "caller_headers"]}]}  # never sleep
-READ_TIMEOUT = 30.0
 CAPABILITY = "github.com/mcp-tailnet/cap/tools"  # contract-13: fixed, so written out here
 
 
@@ -121,98 +116,6 @@ def lab(tailnet) -> Iterator[Lab]:
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
-# -- three transports, one interface ----------------------------------------------------------------
-
-def answer_in(r: httpx.Response, id_: int) -> dict[str, Any]:
-    """The JSON-RPC answer with `id_` in a JSON or event-stream response."""
-    assert r.status_code == 200, (r.status_code, r.text[:300])
-    if r.headers.get("content-type", "").startswith("application/json"):
-        return r.json()
-    for line in r.text.splitlines():
-        if line.startswith("data:"):
-            message = json.loads(line[5:])
-            if message.get("id") == id_:
-                return message
-    raise AssertionError(f"no answer with id {id_} in {r.text[:300]!r}")
-
-
-class Caller:
-    """One MCP client of a caller node over one transport: `list()` and `call()` give the JSON-RPC answers."""
-
-    def __init__(self, node: TailnetNode, url: str, transport: str, headers: dict[str, str] | None = None) -> None:
-        self.url, self.transport, self.extra = url, transport, headers or {}
-        self.c = httpx.Client(proxy=node.proxy_url, timeout=httpx.Timeout(30, read=READ_TIMEOUT))
-        self.ids = iter(range(1, 10_000))
-        self.streamed: list[bool] = []  # per answer: did it come as an event stream
-        self.sid: str | None = None
-        self.stream: httpx.Response | None = None
-        if transport == "session":
-            r = self.c.post(f"{url}/mcp", headers={"Accept": ACCEPT, **self.extra}, json={
-                "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                    "protocolVersion": SESSION_VERSION, "capabilities": {},
-                    "clientInfo": {"name": "test-grants", "version": "1"}}})
-            answer_in(r, 0)
-            self.sid = r.headers["mcp-session-id"]
-            self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        elif transport == "sse":
-            self.stream = self.c.send(self.c.build_request("GET", f"{url}/sse", headers=self.extra), stream=True)
-            assert self.stream.status_code == 200, self.stream.status_code
-            self.lines = self.stream.iter_lines()
-            self.endpoint = self._event("endpoint")
-            self.request("initialize", {"protocolVersion": SESSION_VERSION, "capabilities": {},
-                                        "clientInfo": {"name": "test-grants", "version": "1"}})
-            self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-
-    def _event(self, kind: str) -> str:
-        event = ""
-        for _ in range(1000):  # bounded; each line waits at most READ_TIMEOUT
-            line = next(self.lines)
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == kind:
-                return line[5:].strip()
-        raise AssertionError(f"no {kind} event on the stream")
-
-    def _post(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
-        h = {"Accept": ACCEPT, **self.extra, **(headers or {})}
-        if self.transport == "sse":
-            return self.c.post(f"{self.url}{self.endpoint}", json=body, headers=h)
-        if self.sid:
-            h.update({"Mcp-Session-Id": self.sid, "MCP-Protocol-Version": SESSION_VERSION})
-        return self.c.post(f"{self.url}/mcp", json=body, headers=h)
-
-    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        id_ = next(self.ids)
-        headers = {}
-        if self.transport == "modern":
-            params = {**params, "_meta": META}
-            headers = {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
-            if method == "tools/call":
-                headers["Mcp-Name"] = params["name"]
-        r = self._post({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}, headers)
-        if self.transport == "sse":
-            assert r.status_code == 202, (r.status_code, r.text[:300])
-            for _ in range(100):
-                message = json.loads(self._event("message"))
-                if message.get("id") == id_:
-                    self.streamed.append(True)
-                    return message
-            raise AssertionError(f"no answer to {method} on the SSE stream")
-        self.streamed.append(r.headers.get("content-type", "").startswith("text/event-stream"))
-        return answer_in(r, id_)
-
-    def list(self) -> list[str]:
-        return sorted(t["name"] for t in self.request("tools/list", {})["result"]["tools"])
-
-    def call(self, tool: str) -> dict[str, Any]:
-        return self.request("tools/call", {"name": tool, "arguments": ARGS[tool]})
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-        self.c.close()
-
-
 def allowed(answer: dict[str, Any]) -> bool:
     if "error" in answer:
         assert answer["error"]["code"] == -32001, answer  # the gateway's denial, nothing else
@@ -222,14 +125,11 @@ def allowed(answer: dict[str, Any]) -> bool:
 
 
 def see_and_call(lab: Lab, who: str, transport: str, headers: dict[str, str] | None = None) -> tuple[list, list]:
-    caller = Caller(lab.callers[who], lab.url, transport, headers)
+    caller = NodeMcpClient(lab.callers[who], lab.url, transport, headers)
     try:
-        return caller.list(), [t for t in TOOLS if allowed(caller.call(t))]
+        return caller.list(), [t for t in TOOLS if allowed(caller.call(t, ARGS[t]))]
     finally:
         caller.close()
-
-
-TRANSPORTS = ["modern", "session", "sse"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -242,7 +142,7 @@ def test_each_caller_sees_and_calls_exactly_its_tools(lab, transport):
 def test_session_and_sse_answers_are_streamed_and_filtered(lab):
     """The 2025 session's answers come as an SSE stream (the stock server's default): filtered there too."""
     for transport in ("session", "sse"):
-        caller = Caller(lab.callers["alice"], lab.url, transport)
+        caller = NodeMcpClient(lab.callers["alice"], lab.url, transport)
         try:
             assert caller.list() == ["add"] and caller.streamed[-1] is True
         finally:
@@ -250,7 +150,7 @@ def test_session_and_sse_answers_are_streamed_and_filtered(lab):
 
 
 def caller_headers(lab: Lab, who: str, forged: dict[str, str]) -> dict[str, list[str]]:
-    caller = Caller(lab.callers[who], lab.url, "modern", forged)
+    caller = NodeMcpClient(lab.callers[who], lab.url, "modern", forged)
     try:
         answer = caller.call("caller_headers")
         assert allowed(answer), answer
@@ -313,7 +213,7 @@ def answers_change(lab: Lab, who: str, want: list[str], timeout: float = 60) -> 
     start = time.monotonic()
     seen = None
     for _ in range(int(timeout / 0.2)):
-        caller = Caller(lab.callers[who], lab.url, "modern")
+        caller = NodeMcpClient(lab.callers[who], lab.url, "modern")
         try:
             seen = caller.list()
         finally:
