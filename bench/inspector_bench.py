@@ -355,8 +355,8 @@ def report(args: argparse.Namespace, version: str, cold: dict[str, Sample], star
     lines = [
         "## EKS inspector",
         "",
-        f"`bench/inspector_bench.py --pods {args.pods} --namespaces {args.namespaces} --repeat {args.repeat}`: "
-        f"one kube-apiserver {version} (lab, etcd on local disk) holding {args.pods:,} pods in "
+        f"`.venv/bin/python bench/inspector_bench.py --pods {args.pods} --namespaces {args.namespaces} "
+        f"--repeat {args.repeat}` (defaults: 10,000 pods, 50 namespaces, 5 runs): one kube-apiserver {version} (lab, etcd on local disk) holding {args.pods:,} pods in "
         f"{args.namespaces} namespaces and the {len(TARGETS)} broken workloads of "
         "`mcp_tailnet_lab.broken_workloads` (statuses written through the status subresource, events as the "
         "controllers write them, the crash loop's previous log served by the lab's fake kubelet); median of "
@@ -431,11 +431,13 @@ def report(args: argparse.Namespace, version: str, cold: dict[str, Sample], star
     lines.append("- Peak RSS during the runs: " + ", ".join(
         f"{label(p)} {results[p][2] / 1024:.0f} MiB" for p in servers if results[p][2]) + ".")
     lines += [
-        "- eks-mcp-server runs in `--auth-mode kubeconfig`, reading the lab kubeconfig. Its default IAM mode "
-        "calls EKS DescribeCluster (moto can answer) and then sends the API server a `k8s-aws-v1.` token, a "
-        "presigned STS GetCallerIdentity URL, which only an API server with the aws-iam-authenticator webhook "
-        "accepts; the lab's kube-apiserver (client certificates and ServiceAccount tokens) answers it 401, and "
-        "moto's DescribeCluster returns moto's own endpoint and CA, not the lab's.",
+        "- eks-mcp-server runs in `--auth-mode kubeconfig` (its own option), reading the lab kubeconfig. Its "
+        "default IAM mode cannot reach the lab, checked against moto in server mode: DescribeCluster there "
+        "returns an endpoint moto makes up (`https://<random>.<region>.eks.amazonaws.com/`) and its own CA "
+        "(CreateCluster takes neither), so the server's first Kubernetes call fails with a name resolution "
+        "error; and the token it would then send, `k8s-aws-v1.` + a presigned STS GetCallerIdentity URL, is "
+        "accepted only by an API server running the aws-iam-authenticator webhook: the lab's kube-apiserver "
+        "answers it 401 Unauthorized. Its EKS/CloudWatch/IAM tools are not part of this comparison.",
     ]
     return "\n".join(lines) + "\n"
 
