@@ -27,7 +27,7 @@ import uvicorn
 T = TypeVar("T")
 # The most a request line and its headers may take, as h11 was told before httptools: a
 # client (or anything in the pod's network namespace) cannot grow one request's head in memory
-# without end. tailscale serve itself stops at Go's 1 MiB (http.DefaultMaxHeaderBytes).
+# without end. (In front of it, tailscale serve is a Go http.Server: 1 MiB unless it sets less.)
 MAX_HEAD_BYTES = 64 * 1024
 
 
