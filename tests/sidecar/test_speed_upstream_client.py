@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from mcp_tailnet_sidecar.upstream_client import UpstreamClient, supports
+from mcp_tailnet_sidecar.upstream_client import MAX_ANSWER_HEAD_BYTES, UpstreamClient, supports
 
 from .conftest import free_port
 
@@ -192,7 +192,18 @@ def test_failures_raise_what_the_gateway_catches(loop_run):
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
         await writer.drain()
 
+    async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(4 * MAX_ANSWER_HEAD_BYTES // 1024):  # bounded: 4x the limit, then stop
+            writer.write(b"X-%d: %s\r\n" % (i, b"h" * 1000))
+            await writer.drain()
+        await asyncio.sleep(5)
+
     async def main() -> None:
+        async with RawUpstream(endless_head) as up:  # cut off, not buffered for ever
+            with pytest.raises(httpx.RemoteProtocolError, match="head is larger"):
+                await asyncio.wait_for(_call(up.client(), "/"), 4)
         refused = UpstreamClient(f"http://127.0.0.1:{free_port()}", connect_timeout=5)
         with pytest.raises(httpx.ConnectError):
             await _call(refused, "/")

@@ -25,6 +25,9 @@ import httptools
 import httpx
 
 READ_HIGH_WATER = 256 * 1024  # buffered answer bytes at which reading from the upstream pauses
+# The most an answer's status line and headers may take, as httpcore bounds them (its
+# MAX_INCOMPLETE_EVENT_SIZE): an upstream sending headers without end is cut off, not buffered.
+MAX_ANSWER_HEAD_BYTES = 100 * 1024
 
 
 def supports(url: str) -> bool:
@@ -49,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._head_only = False
         self._keep_alive = False
+        self._head_bytes = 0  # received while the answer's head is incomplete (MAX_ANSWER_HEAD_BYTES)
         self._until_close = False  # the answer's body ends when the upstream closes (no length, not chunked)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -60,10 +64,17 @@ class _Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # asyncio does too; never rely on it
 
     def data_received(self, data: bytes) -> None:
+        if self._head is not None and not self._head.done():
+            self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(httpx.RemoteProtocolError(f"the upstream sent invalid HTTP: {exc}"))
+            self.close()
+            return
+        if self._head is not None and not self._head.done() and self._head_bytes > MAX_ANSWER_HEAD_BYTES:
+            self._fail(httpx.RemoteProtocolError(f"the upstream's answer head is larger than "
+                                                 f"{MAX_ANSWER_HEAD_BYTES} bytes"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,7 +127,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._head = asyncio.get_running_loop().create_future()
         self._headers, self._complete, self._head_only, self._until_close = [], False, head_only, False
-        self._keep_alive = False
+        self._keep_alive, self._head_bytes = False, 0
         self._chunks.clear()
         self._buffered = 0
         self.transport.write(head + body if len(body) < 65536 else head)
