@@ -4,6 +4,11 @@ Tools hand back data (an Answer), never text; only this module turns data into t
 MCP result, so no tool can skip redaction or the size cap. Redaction is structural:
 it walks every nested object, so a Secret inside a List, a Table row's object or an
 embedded template is cleaned the same way as a top-level one.
+
+Each answer carries its data once (tools/eks-inspector/README.md, "What each tool sends"):
+lists and objects as text plus structuredContent (the rows, items and continue token a
+program pages through); a Document marked `structured=False` (a diagnosis) only as text
+that is itself the structure, in YAML; a Text answer's lines only in its text content.
 """
 
 from __future__ import annotations
@@ -168,6 +173,9 @@ class Document:
     title: str = ""
     notes: list[str] = field(default_factory=list)
     secret_metadata: bool = False
+    #: False: an answer an agent reads rather than a program parses (a diagnosis) goes out once, as
+    #: YAML text that parses to the data (title as a comment, notes as a key), no structuredContent
+    structured: bool = True
 
 
 @dataclass
@@ -283,15 +291,16 @@ class Renderer:
             return self._finish_document(answer)
         return self._finish_text(answer)
 
-    def _result(self, text: str, structured: dict[str, Any]) -> CallToolResult:
+    def _result(self, text: str, structured: dict[str, Any] | None) -> CallToolResult:
+        """`structured` None: the answer goes out as text only (its data is in the text)."""
         # The one exit of every answer: every string is scrubbed here, whatever a branch did
         # (idempotent: already-clean strings come out unchanged) ...
         text = scrub_text(text)
-        structured = scrub_tree(structured)
+        structured = scrub_tree(structured) if structured is not None else None
         # ... and nothing leaves larger than the cap.
         if len(json.dumps(text)) > self.cap:
             text = _cut(text, self.budget, "head") + f"\n[truncated: output capped at {_fmt_bytes(self.cap)}.]"
-        if _jsize(structured) > self.cap:
+        if structured is not None and _jsize(structured) > self.cap:
             structured = {"truncated": True, "notice": f"structured output exceeded {_fmt_bytes(self.cap)}; see text"}
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
@@ -384,8 +393,10 @@ class Renderer:
 
     def _finish_document(self, d: Document) -> CallToolResult:
         data = self.sanitize(d.data, d.secret_metadata)
-        body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
         notes = list(d.notes)
+        if not d.structured:
+            return self._finish_yaml_text(d.title, data, notes)
+        body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
         structured = data
         if len(json.dumps(body)) + _jsize(data) > self.budget:
             notes.append(f"[truncated: output capped at {_fmt_bytes(self.cap)}; ask for one part at a time "
@@ -395,18 +406,29 @@ class Renderer:
         text = ((d.title + "\n") if d.title else "") + body.rstrip("\n") + ("\n" + "\n".join(notes) if notes else "")
         return self._result(text, structured)
 
+    def _finish_yaml_text(self, title: str, data: dict[str, Any], notes: list[str]) -> CallToolResult:
+        """Text only, and the text is the data: `# title`, then YAML (notes under `notes`)."""
+        head = f"# {' '.join(title.split())}\n" if title else ""
+        doc = {**data, "notes": notes} if notes else data
+        body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
+        if len(json.dumps(head + body)) > self.budget:
+            notice = (f"[truncated: output capped at {_fmt_bytes(self.cap)}; ask for one part at a time "
+                      f"(a single object, a namespace, fewer findings).]")
+            body = _cut(body, self.budget - len(json.dumps(head)) - len(notice) - 8, "head") + f"\n# {notice}"
+        return self._result(head + body.rstrip("\n"), None)
+
     def _finish_text(self, t: Text) -> CallToolResult:
         text = scrub_text(t.text)
         notes = list(t.notes)
         data = self.sanitize(t.data) if t.data else {}
-        room = (self.budget - _jsize(data)) // 2  # text is echoed in structured too
+        room = self.budget - _jsize(data)  # the lines go out once, in the text (not echoed in structured)
         if len(json.dumps(text)) > room:
             text = _cut(text, room, t.keep)
             where = "oldest" if t.keep == "tail" else "newest"
             notes.append(f"[truncated: output capped at {_fmt_bytes(self.cap)}; the {where} lines were dropped; "
                          f"use tail_lines, since_seconds, limit_bytes or a filter to narrow it.]")
         out = text + ("\n" + "\n".join(notes) if notes else "")
-        return self._result(out, {**data, "text": text, **({"notes": notes} if notes else {})})
+        return self._result(out, {**data, **({"notes": notes} if notes else {})})
 
     def error(self, message: str) -> CallToolResult:
         line = scrub_text(" ".join(str(message).split()))[:1000] or "error"

@@ -776,7 +776,7 @@ def diagnose(ins: Inspector, resource: str | None = None, name: str | None = Non
         out["findings"] = []
         d.notes.append("no problems found: every replica is available, no container is failing and there are "
                        "no recent warning events")
-    return Document(out, title=f"Diagnosis of {target}", notes=d.notes)
+    return Document(out, title=f"Diagnosis of {target}", notes=d.notes, structured=False)  # read, not parsed: once
 
 
 def _namespace(d: Diagnosis) -> None:
