@@ -29,6 +29,13 @@ T = TypeVar("T")
 # client (or anything in the pod's network namespace) cannot grow one request's head in memory
 # without end. (In front of it, tailscale serve is a Go http.Server: 1 MiB unless it sets less.)
 MAX_HEAD_BYTES = 64 * 1024
+# tailscale serve's reverse proxy closes a backend connection after 90 s idle (v1.102.3
+# ipn/ipnlocal/serve.go, getTransport: IdleConnTimeout). The gateway holds an idle connection
+# longer, so serve is always the side that closes it: were the gateway to close first, a POST
+# serve has just written on that connection fails with 502, since Go's transport retries only
+# replayable requests (net/http Transport.shouldRetryRequest).
+SERVE_IDLE_CONN_TIMEOUT = 90.0
+KEEP_ALIVE_TIMEOUT = SERVE_IDLE_CONN_TIMEOUT + 30
 
 
 def _installed(module: str) -> bool:
@@ -158,7 +165,7 @@ def make_server(app: Any, *, drain_timeout: float) -> Server:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=drain_timeout,
-        timeout_keep_alive=75,  # above common proxy idle timeouts, so the proxy closes first
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,  # above serve's idle timeout: serve closes first
         http=http_protocol(),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
