@@ -67,13 +67,15 @@ class Step:
 
 
 STEPS = (
-    Step("gw-shipped", "gateway as shipped before (no sniffio, h11, asyncio loop)", "no-sniffio,h11"),
-    Step("gw-sniffio", "+ sniffio (step 1)", "h11"),
-    Step("gw-httptools", "+ httptools (step 2a; the gateway as committed now)", ""),
-    Step("gw-uvloop", "+ uvloop (step 2b; optional extra, needs the CLI to call serving.run)", "uvloop"),
-    Step("gw-upstream", "httptools + UpstreamClient instead of httpx (step 4; needs gateway.py's client)",
-         "upstream-client"),
-    Step("gw-upstream-uvloop", "httptools + UpstreamClient + uvloop (steps 2-4 together)", "upstream-client,uvloop"),
+    Step("gw-shipped", "gateway as shipped before (no sniffio, h11, asyncio loop, httpx)",
+         "no-sniffio,h11,no-uvloop,httpx"),
+    Step("gw-sniffio", "+ sniffio (step 1)", "h11,no-uvloop,httpx"),
+    Step("gw-httptools", "+ httptools (step 2a)", "no-uvloop,httpx"),
+    Step("gw-uvloop", "+ uvloop (step 2b; optional extra, not in the image)", "httpx"),
+    Step("gw-upstream", "httptools + UpstreamClient (step 4; the gateway as committed now, as the image runs it)",
+         "no-uvloop"),
+    Step("gw-upstream-uvloop", "httptools + UpstreamClient + uvloop (steps 2-4; the CLI where uvloop is installed)",
+         ""),
 )
 
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> str:
     policy = workdir / "policy.json"
     policy.write_text(json.dumps(POLICY))
     policy.chmod(0o644)
-    steps = [s for s in STEPS if "uvloop" not in s.steps or importlib.util.find_spec("uvloop")]
+    steps = [s for s in STEPS if "no-uvloop" in s.steps or importlib.util.find_spec("uvloop")]
     stoppable: list[Any] = []
     with LabNetwork() as network, LoadSampler() as load:
         try:

@@ -5,10 +5,11 @@ gateway's PYTHONPATH; Python imports `sitecustomize` at start-up).
 BENCH_GATEWAY_STEPS is a comma list of:
   no-sniffio  `import sniffio` fails after searching sys.path, as before sniffio was a dependency
   h11         uvicorn's h11 parser instead of httptools (as before httptools was a dependency)
-  uvloop      the process runs on uvloop (what `serving.run` does once the CLI calls it)
+  uvloop      the process runs on uvloop (the CLI's `serving.run` does that when uvloop is installed)
+  no-uvloop   asyncio's own loop even where uvloop is installed (the image ships without it)
   upstream-client  the gateway talks to its upstream through upstream_client.UpstreamClient instead
-              of httpx.AsyncClient (what gateway.py's `client` property would build; also used to run
-              tests/sidecar against it: `PYTHONPATH=bench/gateway_variants BENCH_GATEWAY_STEPS=upstream-client`)
+              of httpx.AsyncClient (what gateway.py's `client` property builds for a plain-http upstream)
+  httpx       httpx.AsyncClient for every upstream, as before gateway.py used UpstreamClient
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ if "uvloop" in STEPS:
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
+if "no-uvloop" in STEPS:
+    from mcp_tailnet_sidecar import serving
+
+    serving.loop_factory = lambda: None
+
+if "httpx" in STEPS:
+    from mcp_tailnet_sidecar import gateway
+
+    gateway.supports = lambda url: False  # the client property then builds httpx.AsyncClient
+
 if "upstream-client" in STEPS:
     from mcp_tailnet_sidecar import gateway, upstream_client
 
@@ -58,5 +69,5 @@ if "upstream-client" in STEPS:
 
     gateway.Gateway.client = property(_client)
 
-for step in STEPS - {"no-sniffio", "h11", "uvloop", "upstream-client"}:
+for step in STEPS - {"no-sniffio", "h11", "uvloop", "no-uvloop", "upstream-client", "httpx"}:
     raise SystemExit(f"BENCH_GATEWAY_STEPS: unknown step {step!r}")
