@@ -36,6 +36,11 @@ MAX_HEAD_BYTES = 64 * 1024
 # replayable requests (net/http Transport.shouldRetryRequest).
 SERVE_IDLE_CONN_TIMEOUT = 90.0
 KEEP_ALIVE_TIMEOUT = SERVE_IDLE_CONN_TIMEOUT + 30
+# Connections the kernel queues for a listener until the gateway accepts them. serve keeps only
+# 2 idle backend connections (Go's default MaxIdleConnsPerHost), so under concurrent calls it
+# opens new ones in bursts; while the event loop is busy they wait here, and past the backlog
+# the kernel drops their SYNs (a retransmit 1 s later, then 3 s...). uvicorn's own default.
+LISTEN_BACKLOG = 2048
 
 
 def _installed(module: str) -> bool:
@@ -131,7 +136,7 @@ def unix_socket(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old)
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -151,7 +156,7 @@ def tcp_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
