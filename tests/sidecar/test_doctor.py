@@ -39,9 +39,10 @@ def test_closed_port_fails_at_tcp():
 
 
 def test_http_failure_is_explained(stock_server):
-    # through a "proxy" that is really the MCP server, the request arrives in absolute form and
-    # matches no route: a 404 at the HTTP step, with the serve/path hint
-    r = doctor("--url", "http://some-node/mcp", "--proxy", f"http://127.0.0.1:{stock_server.port}")
+    # through a "proxy" that is really the MCP server, the request arrives in absolute form for a
+    # path the server has no route for: a 404 at the HTTP step, with the serve/path hint. (uvicorn
+    # parses an absolute-form target to its path with httptools, to the whole URL with h11.)
+    r = doctor("--url", "http://some-node/no-such-path", "--proxy", f"http://127.0.0.1:{stock_server.port}")
     assert r.returncode == 1
     assert "ok   dns: resolved by the proxy" in r.stdout and "ok   tcp" in r.stdout
     assert "FAIL http: HTTP 404" in r.stdout and "serve applied" in r.stdout
