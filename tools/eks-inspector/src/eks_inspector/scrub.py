@@ -217,10 +217,24 @@ def _redact_values(text: str, pattern: re.Pattern[str]) -> str:
     return "".join(out)
 
 
+#: Every rule but the token formats needs one of these: a key's separator (`:` `=` `:=` `=>`,
+#: also `scheme://user:pw@`) or a space or tab (`--flag value`, `Bearer x`, `PRIVATE KEY`).
+_NEEDED_BY_KEYED_RULES = frozenset(":= \t")
+
+
 def scrub_text(text: str) -> str:
     """Free text (log lines, messages, any string value) with credential-shaped parts replaced."""
     if not text:
         return text
+    if _NEEDED_BY_KEYED_RULES.isdisjoint(text):
+        # most values of a list (names, uids, IPs, ages, "1/1") are one word: only a token
+        # format can be in them, so the other passes would find nothing (same result, less CPU)
+        return _TOKENS.sub(_token, text)
+    return _scrub_text_all_rules(text)
+
+
+def _scrub_text_all_rules(text: str) -> str:
+    """scrub_text without its shortcut: every rule, in order."""
     text = _pem(text)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}:{MARKER}@" if not m.group(2).startswith(_MARKER_PREFIX)
                              else m.group(0), text)
@@ -256,20 +270,32 @@ def _credential_flag(item: Any) -> bool:
 
 def scrub_tree(node: Any, key: str | None = None) -> Any:
     """A scrubbed copy of a JSON-like value; `key` is the field it sits under (if any)."""
+    return _scrub(node, key, None)
+
+
+def _leaf(before: Any, after: Any, found: dict[Any, Any] | None) -> Any:
+    """`after`, noted in `found` (when kept) if scrubbing changed the string or number `before`."""
+    if found is not None and isinstance(before, (str, int, float)) and not isinstance(before, bool) \
+            and before != after:
+        found[before] = after
+    return after
+
+
+def _scrub(node: Any, key: str | None, found: dict[Any, Any] | None) -> Any:
     if isinstance(node, str):
-        return _hidden(node) if key is not None and credential_key(key) else scrub_text(node)
+        return _leaf(node, _hidden(node) if key is not None and credential_key(key) else scrub_text(node), found)
     if isinstance(node, (bool, type(None))):
         return node
     if isinstance(node, (int, float)):
-        return _hidden(node) if key is not None and credential_key(key) else node
+        return _leaf(node, _hidden(node) if key is not None and credential_key(key) else node, found)
     if isinstance(node, (list, tuple)):
         out: list[Any] = []
         after_flag = False
         for item in node:
             if after_flag and isinstance(item, str) and not item.startswith("-"):
-                out.append(_hidden(item))
+                out.append(_leaf(item, _hidden(item), found))
             else:
-                out.append(scrub_tree(item, key))  # `passwords: [a, b]`: the items inherit the key
+                out.append(_scrub(item, key, found))  # `passwords: [a, b]`: the items inherit the key
             after_flag = _credential_flag(item)
         return out
     if isinstance(node, dict):
@@ -283,9 +309,9 @@ def scrub_tree(node: Any, key: str | None = None) -> Any:
         for k, v in node.items():
             new_key = scrub_text(k) if isinstance(k, str) else k
             if k == hide and _hidden(v) is not None:
-                result[new_key] = _hidden(v)
+                result[new_key] = _leaf(v, _hidden(v), found)
             else:
-                result[new_key] = scrub_tree(v, k if isinstance(k, str) else None)
+                result[new_key] = _scrub(v, k if isinstance(k, str) else None, found)
         return result
     return scrub_text(str(node))
 
@@ -295,18 +321,8 @@ def replaced_values(node: Any) -> dict[Any, Any]:
 
     A Table cell is a bare value without its field name; a CRD's printer column may point
     at a credential (`.spec.password`). The row's object has the field names, so a cell
-    equal to a value scrubbed there is scrubbed the same way."""
+    equal to a value scrubbed there is scrubbed the same way. Noted while scrubbing, in
+    one pass (this runs for every row of a list page)."""
     found: dict[Any, Any] = {}
-
-    def walk(before: Any, after: Any) -> None:
-        if isinstance(before, dict) and isinstance(after, dict):
-            for b, a in zip(before.values(), after.values(), strict=False):
-                walk(b, a)
-        elif isinstance(before, (list, tuple)) and isinstance(after, list):
-            for b, a in zip(before, after, strict=False):
-                walk(b, a)
-        elif isinstance(before, (str, int, float)) and not isinstance(before, bool) and before != after:
-            found[before] = after
-
-    walk(node, scrub_tree(node))
+    _scrub(node, None, found)
     return found
