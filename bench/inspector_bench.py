@@ -14,7 +14,7 @@ Two parts, each comparing the same work:
    until the root cause is in its answers, which is CHECKED; calls, bytes and time are counted.
 
 Bytes: kubectl's stdout; the warm kubectl equivalent's response bodies; for MCP servers the
-tool result as the client receives it (JSON, text + structuredContent). The table goes into
+tool result as the client receives it (JSON: text, plus structuredContent where sent). The table goes into
 its section of docs/benchmarks.md.
 
     .venv/bin/python bench/inspector_bench.py [--pods 10000] [--namespaces 50] [--repeat 5]
@@ -364,8 +364,8 @@ def report(args: argparse.Namespace, version: str, cold: dict[str, Sample], star
         "Every MCP server answers in one warm client session (`mcp` SDK); eks-inspector and "
         "kubernetes-mcp-server over Streamable HTTP on loopback, eks-mcp-server over stdio (its only transport), "
         "in `--auth-mode kubeconfig` (see below). Bytes: kubectl's stdout; the warm kubectl equivalent's "
-        "response bodies; an MCP server's tool results as the client receives them (JSON: text + "
-        "structuredContent).",
+        "response bodies; an MCP server's tool results as the client receives them (JSON: the text content "
+        "plus structuredContent where the server sends it).",
         "",
         "### The same question, answered completely",
         "",
@@ -416,10 +416,10 @@ def report(args: argparse.Namespace, version: str, cold: dict[str, Sample], star
         lines.append(f"- Total bytes for the scenarios, eks-inspector vs the best peer that found every root cause "
                      f"({label(best)}): **{ratio:.2f}** as received (target ≤ 0.20: "
                      f"{'met' if ratio <= 0.2 else 'MISSED'}); counting the text content alone "
-                     f"({_size(tot[Peer.INSPECTOR].text)} vs {_size(tot[best].text)}): {text_ratio:.2f}. eks-inspector "
-                     "sends every answer twice, as text and as structuredContent (the MCP spec asks for the text "
-                     "copy beside structured content); kubernetes-mcp-server adds structuredContent to "
-                     "`resources_get` only, eks-mcp-server never.")
+                     f"({_size(tot[Peer.INSPECTOR].text)} vs {_size(tot[best].text)}): {text_ratio:.2f}. eks-inspector's "
+                     "`diagnose` answers once, as YAML text that parses to the diagnosis (no structuredContent "
+                     "copy; tools/eks-inspector/README.md says what each tool sends); kubernetes-mcp-server adds "
+                     "structuredContent to `resources_get` only, eks-mcp-server never.")
     else:
         lines.append("- No peer found every root cause: the bytes target has no comparison.")
     li = results[Peer.INSPECTOR][0][Question.LIST]
