@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from mcp_tailnet_lab.broken_workloads import Builder
 from inspector_support import ok
 from test_inspector_rbac import readonly_inspector  # noqa: F401 - the fixture: the shipped role, bound to an SA
@@ -25,6 +27,6 @@ def test_new_tools_need_no_more_than_the_shipped_role(cluster, readonly_inspecto
     assert [h["revision"] for h in rollout.structured_content["history"]] == [1]
     diagnosis = server.call("diagnose", {"namespace": ns, "max_findings": 100})
     assert "forbidden" not in ok(diagnosis), ok(diagnosis)  # events, pods, configmaps, PVCs, nodes, pods/log
-    assert json.dumps(diagnosis.structured_content).count("StatefulSet/db") >= 1
+    assert json.dumps(yaml.safe_load(ok(diagnosis))).count("StatefulSet/db") >= 1  # a diagnosis is YAML text
     explained = server.call("explain", {"path": "statefulset.spec.updateStrategy"})
     assert "RollingUpdateStatefulSetStrategy" in ok(explained)  # /openapi/v3 is open to authenticated users
