@@ -70,6 +70,7 @@
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- include "mcp-tailnet.validateClusters" . -}}
 {{- if not (has .Values.sidecar.mode (list "userspace" "tun")) -}}
 {{- fail (printf "sidecar.mode: %q is not userspace or tun" .Values.sidecar.mode) -}}
 {{- end -}}
@@ -95,6 +96,100 @@
 {{- if and $.Values.server.inspector (eq $.Values.server.host $bad) -}}
 {{- fail (printf "server.host: the inspector listens on a loopback alias of its own (127.0.0.3), not %s (docs/design.md facts 1, 7)" $bad) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the inspector reads INSPECTOR_CLUSTERS and the kubeconfigs its entries name. */}}
+{{- define "mcp-tailnet.clustersDir" -}}/etc/eks-inspector/clusters{{- end -}}
+{{- define "mcp-tailnet.kubeconfigsDir" -}}/etc/eks-inspector/kubeconfigs{{- end -}}
+
+{{/* server.clusters as the inspector's INSPECTOR_CLUSTERS file (JSON: no YAML ambiguity), each
+     kubeconfig key turned into the path of its file in the mounted Secret. */}}
+{{- define "mcp-tailnet.clustersFile" -}}
+{{- $out := list -}}
+{{- range $entry := .Values.server.clusters -}}
+{{- $e := deepCopy $entry -}}
+{{- if $e.kubeconfig -}}
+{{- $_ := set $e "kubeconfig" (printf "%s/%s" (include "mcp-tailnet.kubeconfigsDir" $) $e.kubeconfig) -}}
+{{- end -}}
+{{- $out = append $out $e -}}
+{{- end -}}
+{{- toJson (dict "clusters" $out) -}}
+{{- end -}}
+
+{{/* server.clusters checked as the inspector checks INSPECTOR_CLUSTERS at start (clusters_config.py:
+     the same name, EKS name, region, role ARN and context shapes), plus what only a pod lacks: a
+     kubeconfig entry's file comes from clustersKubeconfigSecret, an EKS entry's AWS credentials
+     from IRSA or Pod Identity. Refused at install, not in a crash-looping pod. */}}
+{{- define "mcp-tailnet.validateClusters" -}}
+{{- $clusters := .Values.server.clusters -}}
+{{- if not (kindIs "slice" $clusters) -}}
+{{- fail "server.clusters: a list of entries (name and context/kubeconfig or eks_cluster with region), not a single value" -}}
+{{- end -}}
+{{- if and $clusters (not .Values.server.inspector) -}}
+{{- fail "server.clusters: several clusters are the inspector's (server.inspector=true)" -}}
+{{- end -}}
+{{- if gt (len $clusters) 100 -}}
+{{- fail "server.clusters: at most 100 clusters" -}}
+{{- end -}}
+{{- $aws := or .Values.aws.irsaRoleArn .Values.aws.podIdentity -}}
+{{- $known := list "name" "context" "kubeconfig" "eks_cluster" "region" "role_arn" -}}
+{{- $shapes := dict "name" "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" "context" "^[^\\x00-\\x1f\\x7f]{1,253}$" "kubeconfig" "^[-._a-zA-Z0-9]{1,253}$" "eks_cluster" "^[0-9A-Za-z][A-Za-z0-9\\-_]{0,99}$" "region" "^[a-z]{2}(-[a-z]+)+-\\d+$" "role_arn" "^arn:aws(-[a-z]+)*:iam::\\d{12}:role/[\\w+=,.@/-]{1,512}$" -}}
+{{- $what := dict "name" "a lowercase DNS label" "context" "a kubeconfig context name" "kubeconfig" "a key of server.clustersKubeconfigSecret" "eks_cluster" "an EKS cluster name" "region" "an AWS region name" "role_arn" "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)" -}}
+{{- $seen := dict -}}
+{{- $kubeconfigs := false -}}
+{{- range $i, $e := $clusters -}}
+{{- $where := printf "server.clusters[%d]" $i -}}
+{{- if not (kindIs "map" $e) -}}
+{{- fail (printf "%s: a map with name and context/kubeconfig or eks_cluster with region" $where) -}}
+{{- end -}}
+{{- range $k := keys $e | sortAlpha -}}
+{{- if not (has $k $known) -}}
+{{- fail (printf "%s: unknown key %q (known: %s)" $where $k (join ", " $known)) -}}
+{{- end -}}
+{{- $v := index $e $k -}}
+{{- if not (and (kindIs "string" $v) (regexMatch (index $shapes $k) $v)) -}}
+{{- fail (printf "%s: %s %q is not %s" $where $k (toString $v | trunc 100) (index $what $k)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (hasKey $e "name") -}}
+{{- fail (printf "%s: name is required" $where) -}}
+{{- end -}}
+{{- $where = printf "%s (%s)" $where $e.name -}}
+{{- if eq $e.name "default" -}}
+{{- fail (printf "%s: \"default\" is the inspector's own cluster; choose another name" $where) -}}
+{{- end -}}
+{{- if hasKey $seen $e.name -}}
+{{- fail (printf "%s: the name %q is used twice" $where $e.name) -}}
+{{- end -}}
+{{- $_ := set $seen $e.name true -}}
+{{- if not (or (hasKey $e "context") (hasKey $e "kubeconfig") (hasKey $e "eks_cluster")) -}}
+{{- fail (printf "%s: give kubeconfig (and optionally context) or eks_cluster with region" $where) -}}
+{{- end -}}
+{{- if and (hasKey $e "eks_cluster") (not (hasKey $e "region")) -}}
+{{- fail (printf "%s: eks_cluster needs region" $where) -}}
+{{- end -}}
+{{- if and (or (hasKey $e "region") (hasKey $e "role_arn")) (not (hasKey $e "eks_cluster")) -}}
+{{- fail (printf "%s: region and role_arn belong to an eks_cluster entry" $where) -}}
+{{- end -}}
+{{- if and (hasKey $e "context") (not (hasKey $e "kubeconfig")) -}}
+{{- fail (printf "%s: the pod has no kubeconfig of its own: name the key of server.clustersKubeconfigSecret that holds this context (kubeconfig: KEY)" $where) -}}
+{{- end -}}
+{{- if hasKey $e "kubeconfig" -}}
+{{- $kubeconfigs = true -}}
+{{- if not $.Values.server.clustersKubeconfigSecret -}}
+{{- fail (printf "%s: kubeconfig %q needs server.clustersKubeconfigSecret (the Secret you create with that key)" $where $e.kubeconfig) -}}
+{{- end -}}
+{{- if has $e.kubeconfig (list "." "..") -}}
+{{- fail (printf "%s: kubeconfig %q is not a key of server.clustersKubeconfigSecret" $where $e.kubeconfig) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasKey $e "eks_cluster") (not $aws) -}}
+{{- fail (printf "%s: an EKS entry needs the inspector's AWS credentials: aws.irsaRoleArn or aws.podIdentity (examples/clusters.yaml)" $where) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.server.clustersKubeconfigSecret (not $kubeconfigs) -}}
+{{- fail "server.clustersKubeconfigSecret: no server.clusters entry names one of its keys (kubeconfig: KEY); unset it rather than mount credentials nothing uses" -}}
 {{- end -}}
 {{- end -}}
 
