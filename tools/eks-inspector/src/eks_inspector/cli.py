@@ -13,7 +13,7 @@ from eks_inspector import __version__
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eks-inspector", description="Read-only kubectl-style MCP server.")
     parser.add_argument("--version", action="version", version=f"eks-inspector {__version__}")
-    parser.add_argument("--check-config", action="store_true", help="validate settings and the cluster connection, then exit")
+    parser.add_argument("--check-config", action="store_true", help="validate settings and the cluster connection (with INSPECTOR_CLUSTERS: ask each cluster for its version), then exit")
     args = parser.parse_args(argv)
 
     from eks_inspector import config, jsonlog
@@ -43,7 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     mcp = server.build(ins)
     if args.check_config:
         print(f"eks-inspector: settings valid; cluster via {client.identity}")
-        return 0
+        if not settings.clusters:
+            return 0
+        from eks_inspector.check import check_clusters
+
+        outcomes = check_clusters(ins)
+        for outcome in outcomes:
+            print(f"eks-inspector: {outcome.line}")
+        return 1 if any(o.version is None for o in outcomes) else 0
     starlette_app = app.build_app(settings, mcp)
     log.info("starting", extra={"outcome": f"listening on {settings.host}:{settings.port} "
                                            f"({', '.join(settings.transports)}); cluster via {client.identity}"})
