@@ -136,8 +136,6 @@ def test_endless_header_in_small_writes_is_refused(gateway_factory, stock_server
     assert gw.audit_lines() == []
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py still calls asyncio.run: the lead changes it to serving.run "
-                   "(then this passes, strict xfail fails, and this mark goes)")
 def test_running_gateway_is_on_uvloop(gateway_factory, stock_server):
     pytest.importorskip("uvloop", reason="uvloop is the sidecar's optional `uvloop` extra (and in the dev group)")
     gw = _tcp_gateway(gateway_factory, stock_server)

@@ -27,15 +27,13 @@ def _load_settings(mode: str):  # noqa: ANN202
 
 
 def _run(mode: str, apply_serve: bool) -> int:
-    import asyncio
-
-    from mcp_tailnet_sidecar import logs, supervisor
+    from mcp_tailnet_sidecar import logs, serving, supervisor
 
     settings = _load_settings(mode)
     logs.setup(settings.log_level)
     if mode == "run":
-        return asyncio.run(supervisor.run(settings))
-    return asyncio.run(supervisor.run(settings, with_containerboot=False,
+        return serving.run(supervisor.run(settings))
+    return serving.run(supervisor.run(settings, with_containerboot=False,
                                       publish_serve="localapi" if apply_serve else "none"))
 
 
