@@ -20,6 +20,7 @@ from mcp_tailnet_ecs.register import NetworkError, register
 from mcp_tailnet_ecs.render import (
     ARCHITECTURES,
     DEFAULT_LOG_GROUP,
+    ClusterEntry,
     DEFAULT_SECRET_NAME,
     RenderError,
     RenderOptions,
@@ -68,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="INSPECTOR_IMPERSONATE: caller = every Kubernetes request made as the tailnet caller")
     r.add_argument("--tool-grants", action="store_const", const="true", default="false",
                    help="SIDECAR_TAILNET_GRANTS=true: tool access from grants in the tailnet policy")
+    r.add_argument("--cluster", action="append", default=[], nargs="+", dest="clusters",
+                   metavar="NAME EKS_CLUSTER REGION [ROLE_ARN]",
+                   help="one more EKS cluster for the inspector (INSPECTOR_CLUSTERS; repeat): callers pick it "
+                        "as cluster=NAME; ROLE_ARN is assumed for it (the task role may assume only these)")
     r.add_argument("--env", action="append", default=[], type=_env_pair, help="extra sidecar NAME=VALUE")
     r.add_argument("--out", required=True, type=Path, help="directory to write into")
 
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 server_hostname=args.server_hostname, extra_env=tuple(args.env),
                 architecture=args.architecture, log_group=args.log_group,
                 impersonate=args.impersonate, tool_grants=args.tool_grants,
+                clusters=tuple(ClusterEntry.parse(words) for words in args.clusters),
             )
             bundle = render(opts)
             if _report(validate(bundle, rendered=True)):

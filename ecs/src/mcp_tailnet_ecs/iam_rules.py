@@ -36,6 +36,8 @@ TASK_ACTIONS = frozenset({
     "eks:DescribeInsight",
     "elasticfilesystem:ClientMount",
     "elasticfilesystem:ClientWrite",
+    # --cluster ... ROLE_ARN: exactly the configured roles (render names each one)
+    "sts:AssumeRole",
 })
 #: Actions AWS authorizes only against "*".
 STAR_RESOURCE_OK = frozenset({"ecr:GetAuthorizationToken"})
@@ -102,4 +104,20 @@ def secret_covered(policy: dict[str, Any], value_from: str) -> list[Finding]:
     too_wide = [r for r in resources if r.endswith("*") or r.count("?") > 6]
     if too_wide or len(resources) > 1:
         found.append(Finding("iam-one-secret", "execution-role-policy", "read exactly one secret (suffix -?????? at most)"))
+    return found
+
+
+def roles_assumed(policy: dict[str, Any], configured: set[str]) -> list[Finding]:
+    """The task role may assume exactly the roles the inspector's clusters name (`--cluster ... ROLE_ARN`):
+    each one by its full ARN, never a pattern, never a role no cluster uses."""
+    found = []
+    for i, st in enumerate(policy.get("Statement", [])):
+        if "sts:AssumeRole" not in _as_list(st.get("Action", [])):
+            continue
+        where = f"task-role.Statement[{i}]({st.get('Sid', '')})"
+        for r in (str(r) for r in _as_list(st.get("Resource", []))):
+            if "*" in r or "?" in r:
+                found.append(Finding("iam-assume-role", where, f"{r!r}: name each role the clusters use, no pattern"))
+            elif r not in configured:
+                found.append(Finding("iam-assume-role", where, f"{r} is no role of the inspector's clusters (--cluster)"))
     return found

@@ -9,6 +9,7 @@ secret ARN, state on EFS, registry) that a string substitution cannot express.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -65,6 +66,48 @@ _EFS_AP = re.compile(r"fsap-[0-9a-f]{8,40}")
 _LOGIN_SERVER = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[^\s]*)?")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
 _LOG_GROUP = re.compile(r"[A-Za-z0-9_./#-]{1,512}")
+#: The inspector's INSPECTOR_CLUSTERS shapes (tools/eks-inspector clusters_config.py), ASCII only.
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
+#: The inspector's own cluster (the task's --eks-cluster); no entry may take the name.
+DEFAULT_CLUSTER = "default"
+MAX_CLUSTERS = 100
+#: Where the inspector task's clusters file is written at start (its /tmp task volume) and the
+#: variable that carries it there: Fargate has no file a task definition can provide.
+CLUSTERS_FILE = "/tmp/eks-inspector-clusters.json"
+CLUSTERS_JSON_VARIABLE = "INSPECTOR_CLUSTERS_JSON"
+#: The inspector container's entryPoint with --cluster: parse the JSON from the environment (it
+#: came from render), write it to INSPECTOR_CLUSTERS (never through a link), drop the variable,
+#: then exec the image's own program with the task's command.
+CLUSTERS_ENTRYPOINT = [
+    "python3", "-I", "-c",
+    "import json, os, sys; doc = json.loads(os.environ.pop('" + CLUSTERS_JSON_VARIABLE + "')); "
+    "fd = os.open(os.environ['INSPECTOR_CLUSTERS'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600); "
+    "os.write(fd, json.dumps(doc).encode()); os.close(fd); "
+    "os.execvp('eks-inspector', ['eks-inspector', *sys.argv[1:]])",
+]
+
+
+@dataclass(frozen=True)
+class ClusterEntry:
+    """One more EKS cluster for the inspector task (`--cluster NAME EKS_CLUSTER REGION [ROLE_ARN]`):
+    an entry of the inspector's INSPECTOR_CLUSTERS file. Fargate has no kubeconfig to offer, so
+    only EKS entries: the task role's credentials, or the role it assumes for that account."""
+
+    name: str
+    eks_cluster: str
+    region: str
+    role_arn: str | None = None
+
+    @classmethod
+    def parse(cls, words: list[str]) -> ClusterEntry:
+        if len(words) not in (3, 4):
+            raise RenderError(f"--cluster: expected NAME EKS_CLUSTER REGION [ROLE_ARN], got {len(words)} value(s)")
+        return cls(*words)
+
+    def as_entry(self) -> dict[str, str]:
+        entry = {"name": self.name, "eks_cluster": self.eks_cluster, "region": self.region}
+        return entry | ({"role_arn": self.role_arn} if self.role_arn else {})
 
 
 class RenderError(ValueError):
@@ -103,6 +146,8 @@ class RenderOptions:
     impersonate: str = "off"
     #: SIDECAR_TAILNET_GRANTS of every sidecar (docs/access.md)
     tool_grants: str = "false"
+    #: More EKS clusters for the inspector task (INSPECTOR_CLUSTERS); the hub task keeps one
+    clusters: tuple[ClusterEntry, ...] = ()
 
     def check(self) -> None:
         """Raise RenderError naming the first bad option."""
@@ -158,6 +203,34 @@ class RenderOptions:
         for name, _ in self.extra_env:
             if "AUTHKEY" in name.upper() or "AUTH_KEY" in name.upper():
                 raise RenderError(f"--env: {name} belongs in Secrets Manager, never in environment")
+            if name in ("INSPECTOR_CLUSTERS", CLUSTERS_JSON_VARIABLE):
+                raise RenderError(f"--env: {name} is set by --cluster (on the inspector, not the sidecar)")
+        self._check_clusters()
+
+    def _check_clusters(self) -> None:
+        if len(self.clusters) > MAX_CLUSTERS:
+            raise RenderError(f"--cluster: at most {MAX_CLUSTERS} clusters")
+        seen: set[str] = set()
+        for c in self.clusters:
+            where = f"--cluster {c.name[:64]!r}"
+            if not _CLUSTER_NAME.fullmatch(c.name):
+                raise RenderError(f"--cluster: {c.name[:100]!r} is not a lower-case DNS label")
+            if c.name == DEFAULT_CLUSTER:
+                raise RenderError(f"{where}: {DEFAULT_CLUSTER!r} is the task's own cluster (--eks-cluster); choose another name")
+            if c.name in seen:
+                raise RenderError(f"{where}: the name is used twice")
+            seen.add(c.name)
+            if not _EKS_NAME.fullmatch(c.eks_cluster):
+                raise RenderError(f"{where}: {c.eks_cluster[:100]!r} is not an EKS cluster name")
+            if not _REGION.fullmatch(c.region):
+                raise RenderError(f"{where}: {c.region[:100]!r} is not an AWS region name")
+            if c.role_arn is not None and not _ROLE_ARN.fullmatch(c.role_arn):
+                raise RenderError(f"{where}: {c.role_arn[:100]!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+
+    @property
+    def clusters_document(self) -> str:
+        """The INSPECTOR_CLUSTERS file the inspector task writes at start (compact JSON)."""
+        return json.dumps({"clusters": [c.as_entry() for c in self.clusters]}, separators=(",", ":"))
 
     @property
     def image_registry(self) -> str:
@@ -231,6 +304,17 @@ def _set_inspector_env(task_definition: dict[str, Any], name: str, value: str) -
     for c in task_definition.get("containerDefinitions", []):
         if str(c.get("image", "")).rsplit("/", 1)[-1].split(":", 1)[0] == INSPECTOR_IMAGE:
             _set_env(c, name, value)
+
+
+def _apply_clusters(task_definition: dict[str, Any], opts: RenderOptions) -> None:
+    """--cluster: the inspector writes its clusters file at start (CLUSTERS_ENTRYPOINT) and reads it."""
+    if not opts.clusters:
+        return
+    for c in task_definition.get("containerDefinitions", []):
+        if str(c.get("image", "")).rsplit("/", 1)[-1].split(":", 1)[0] == INSPECTOR_IMAGE:
+            c["entryPoint"] = list(CLUSTERS_ENTRYPOINT)
+            _set_env(c, "INSPECTOR_CLUSTERS", CLUSTERS_FILE)
+            _set_env(c, CLUSTERS_JSON_VARIABLE, opts.clusters_document)
 
 
 def _retarget_images(task_definition: dict[str, Any], registry: str) -> None:
@@ -316,7 +400,30 @@ def _execution_policy(policy: dict[str, Any], opts: RenderOptions, images: list[
     return policy
 
 
+def _cluster_statements(policy: dict[str, Any], opts: RenderOptions) -> list[dict[str, Any]]:
+    """--cluster: the task role reads the other clusters it reaches with its own credentials (the
+    same actions as on its own cluster), and may assume exactly the configured roles, no other."""
+    own = [c for c in opts.clusters if c.role_arn is None]
+    roles = sorted({c.role_arn for c in opts.clusters if c.role_arn})
+    out: list[dict[str, Any]] = []
+    templates_by_sid = {st.get("Sid"): st for st in policy["Statement"]}
+    if own:
+        prefix = f"arn:aws:eks:{{region}}:{opts.account_id}"
+        cluster_st = templates_by_sid["InspectorReadsItsCluster"]
+        out.append({"Sid": "InspectorReadsItsOtherClusters", "Effect": "Allow", "Action": list(cluster_st["Action"]),
+                    "Resource": [f"{prefix.format(region=c.region)}:cluster/{c.eks_cluster}" for c in own]})
+        parts_st = templates_by_sid["InspectorReadsThatClustersParts"]
+        out.append({"Sid": "InspectorReadsThoseClustersParts", "Effect": "Allow", "Action": list(parts_st["Action"]),
+                    "Resource": [f"{prefix.format(region=c.region)}:{kind}/{c.eks_cluster}/*"
+                                 for c in own for kind in ("nodegroup", "addon", "access-entry")]})
+    if roles:
+        out.append({"Sid": "InspectorAssumesItsClustersRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Resource": roles})
+    return out
+
+
 def _task_policy(policy: dict[str, Any], opts: RenderOptions) -> dict[str, Any]:
+    policy["Statement"].extend(_cluster_statements(policy, opts))
     if opts.state == "efs":
         arn = f"arn:aws:elasticfilesystem:{opts.region}:{opts.account_id}"
         policy["Statement"].append({
@@ -362,6 +469,7 @@ def render_unchecked(opts: RenderOptions, source: Bundle | None = None) -> Bundl
         doc = copy.deepcopy(doc)
         if name == templates.TASK_DEFINITION:
             _set_inspector_env(doc, "INSPECTOR_IMPERSONATE", opts.impersonate)
+            _apply_clusters(doc, opts)
         if name in templates.TASK_DEFINITIONS:
             _retarget_images(doc, opts.image_registry)
             _retarget_platform(doc, opts)

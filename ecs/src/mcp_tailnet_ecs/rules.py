@@ -9,12 +9,21 @@ rule has a short id so a test can break exactly one thing and see exactly it fai
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from mcp_tailnet_ecs.render import HUB_IMAGE, INSPECTOR_IMAGE, sidecar_of, strings
+from mcp_tailnet_ecs.render import (
+    CLUSTERS_ENTRYPOINT,
+    CLUSTERS_FILE,
+    CLUSTERS_JSON_VARIABLE,
+    HUB_IMAGE,
+    INSPECTOR_IMAGE,
+    sidecar_of,
+    strings,
+)
 
 #: Fargate task sizes: CPU units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, tuple[int, ...]] = {
@@ -373,6 +382,61 @@ def _upstream_address(td: TaskDef) -> list[Finding]:
             elif server is front and loopback and not _points_at(url, host, port):
                 found.append(Finding("upstream-address", "sidecar.environment[SIDECAR_UPSTREAM_URL]",
                                      f"{url!r} is not where the {server.name} listens ({host}:{port})"))
+    return found
+
+
+#: What an entry of the inspector's clusters may hold on Fargate: EKS clusters only (no kubeconfig
+#: file exists in the task; `kubeconfig`/`context` would name files or contexts nobody provides).
+FARGATE_CLUSTER_KEYS = frozenset({"name", "eks_cluster", "region", "role_arn"})
+
+
+def _inspectors(td: TaskDef) -> list[tuple[str, dict[str, Any]]]:
+    return [(w, c) for w, c in _containers(td) if INSPECTOR_IMAGE in str(c.get("image", "")).rsplit("/", 1)[-1]]
+
+
+def _clusters_entries(value: str) -> list[Any] | None:
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or set(doc) != {"clusters"} or not isinstance(doc["clusters"], list):
+        return None
+    return doc["clusters"]
+
+
+def cluster_roles(td: TaskDef) -> set[str]:
+    """The IAM roles the inspector's clusters name (what the task role may assume)."""
+    roles = set()
+    for _where, c in _inspectors(td):
+        for entry in _clusters_entries(_env_of(c).get(CLUSTERS_JSON_VARIABLE, "")) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("role_arn"), str):
+                roles.add(entry["role_arn"])
+    return roles
+
+
+def inspector_clusters(td: TaskDef) -> list[Finding]:
+    """--cluster: the JSON is well formed, EKS entries only, written by CLUSTERS_ENTRYPOINT to where
+    INSPECTOR_CLUSTERS points (a hand edit that drops either leaves the inspector one cluster or none).
+    Not a TASK_RULE: it concerns only a task rendered with --cluster (validate runs it on each)."""
+    found = []
+    for where, c in _inspectors(td):
+        env = _env_of(c)
+        if CLUSTERS_JSON_VARIABLE not in env and "INSPECTOR_CLUSTERS" not in env:
+            continue
+        entries = _clusters_entries(env.get(CLUSTERS_JSON_VARIABLE, ""))
+        if entries is None:
+            found.append(Finding("inspector-clusters", f"{where}.environment[{CLUSTERS_JSON_VARIABLE}]",
+                                 'a JSON object {"clusters": [...]}, as render --cluster writes it'))
+            continue
+        for i, entry in enumerate(entries):
+            extra = sorted(set(entry) - FARGATE_CLUSTER_KEYS) if isinstance(entry, dict) else ["(not a mapping)"]
+            if extra or not isinstance(entry, dict) or "eks_cluster" not in entry:
+                found.append(Finding("inspector-clusters", f"{where}.environment[{CLUSTERS_JSON_VARIABLE}].clusters[{i}]",
+                                     f"EKS entries only on Fargate (name, eks_cluster, region, role_arn); not {extra}"))
+        if env.get("INSPECTOR_CLUSTERS") != CLUSTERS_FILE or c.get("entryPoint") != CLUSTERS_ENTRYPOINT:
+            found.append(Finding("inspector-clusters", f"{where}.entryPoint",
+                                 f"the clusters file is written at start to {CLUSTERS_FILE} (INSPECTOR_CLUSTERS) by "
+                                 f"render's entryPoint; re-render with --cluster"))
     return found
 
 

@@ -20,6 +20,7 @@ def validate(bundle: Bundle, *, rendered: bool) -> list[Finding]:
         td = bundle[name]
         found += [Finding("model", name, e) for e in model.model_errors(model.REGISTER_TASK_DEFINITION, td)]
         found += [Finding(f.rule, f"{name}: {f.where}", f.message) for f in rules.check_task_definition(td)]
+        found += [Finding(f.rule, f"{name}: {f.where}", f.message) for f in rules.inspector_clusters(td)]
         sidecar = sidecar_of(td) or {}
         for secret in sidecar.get("secrets") or []:
             if secret.get("name") in rules.AUTH_KEY_NAMES and templates.EXECUTION_POLICY in bundle:
@@ -32,6 +33,8 @@ def validate(bundle: Bundle, *, rendered: bool) -> list[Finding]:
         found += iam_rules.check_policy(bundle[templates.EXECUTION_POLICY], role="execution-role", allowed=iam_rules.EXECUTION_ACTIONS)
     if templates.TASK_POLICY in bundle:
         found += iam_rules.check_policy(bundle[templates.TASK_POLICY], role="task-role", allowed=iam_rules.TASK_ACTIONS)
+        roles = rules.cluster_roles(bundle[templates.TASK_DEFINITION]) if templates.TASK_DEFINITION in bundle else set()
+        found += iam_rules.roles_assumed(bundle[templates.TASK_POLICY], roles)
     if templates.TRUST_POLICY in bundle:
         found += iam_rules.check_trust(bundle[templates.TRUST_POLICY])
     if rendered:
