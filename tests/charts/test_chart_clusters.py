@@ -25,6 +25,7 @@ import pytest
 
 from chart_support import CHART, helm, template, values_args
 from eks_inspector.clusters_config import parse
+from mcp_tailnet_lab.inspector_clusters import inspector_accepts
 from manifests_support import Doc, container, dump, env_value, namespaces_created, one
 
 CLUSTERS_FILE = "/etc/eks-inspector/clusters/clusters.json"
@@ -173,24 +174,14 @@ REGIONS = ["us-east-1", "us-gov-west-1", "eu-central-2", "US-east-1", "us-east",
 NAMES = ["prod", "p-1", "a" * 63, "a" * 64, "-p", "p-", "p_1", "p.1", "Prod", " p", "default"]
 
 
-def _inspector_accepts(entry: dict[str, str], tmp_path: Path) -> bool:
-    path = tmp_path / "clusters.json"
-    path.write_text(json.dumps({"clusters": [entry]}))
-    try:
-        parse(path)
-    except ValueError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("field, values", [("role_arn", ROLE_ARNS), ("region", REGIONS), ("name", NAMES)])
-def test_the_chart_accepts_exactly_what_the_inspector_accepts(field: str, values: list[str], tmp_path: Path) -> None:
+def test_the_chart_accepts_exactly_what_theinspector_accepts(field: str, values: list[str], tmp_path: Path) -> None:
     for value in values:
         entry = {**EKS, "role_arn": ARN, field: value}
         chart = render([entry], *IRSA).returncode == 0
-        assert chart == _inspector_accepts(entry, tmp_path), (field, value, chart)
-    assert any(_inspector_accepts({**EKS, field: v}, tmp_path) for v in values)
-    assert not all(_inspector_accepts({**EKS, field: v}, tmp_path) for v in values)
+        assert chart == inspector_accepts(entry, tmp_path), (field, value, chart)
+    assert any(inspector_accepts({**EKS, field: v}, tmp_path) for v in values)
+    assert not all(inspector_accepts({**EKS, field: v}, tmp_path) for v in values)
 
 
 def test_unicode_digits_in_an_account_are_refused() -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from ecs_support import ACCOUNT, REGION, render_options
 from eks_inspector.clusters_config import parse
+from mcp_tailnet_lab.inspector_clusters import inspector_accepts
 from mcp_tailnet_ecs import cloudformation, templates
 from mcp_tailnet_ecs.cli import main
 from mcp_tailnet_ecs.render import CLUSTERS_FILE, CLUSTERS_JSON_VARIABLE, ClusterEntry, RenderError, render
@@ -151,18 +152,8 @@ NAMES = ["prod", "p-1", "a" * 63, "a" * 64, "-p", "p_1", "Prod", "default"]
 REGIONS = ["us-east-1", "us-gov-west-1", "US-east-1", "us-east", "us-east-1 "]
 
 
-def _inspector_accepts(entry: dict[str, str], tmp_path: Path) -> bool:
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps({"clusters": [entry]}))
-    try:
-        parse(path)
-    except ValueError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("field, values", [("role_arn", ARNS), ("name", NAMES), ("region", REGIONS)])
-def test_render_accepts_exactly_what_the_inspector_accepts(field: str, values: list[str], tmp_path: Path) -> None:
+def test_render_accepts_exactly_what_theinspector_accepts(field: str, values: list[str], tmp_path: Path) -> None:
     for value in values:
         entry = {"name": "prod", "eks_cluster": "prod", "region": "us-east-1", "role_arn": ROLE, field: value}
         try:
@@ -170,7 +161,7 @@ def test_render_accepts_exactly_what_the_inspector_accepts(field: str, values: l
             ours = True
         except RenderError:
             ours = False
-        assert ours == _inspector_accepts(entry, tmp_path), (field, value, ours)
+        assert ours == inspector_accepts(entry, tmp_path), (field, value, ours)
 
 
 # -- the real image, as Fargate would start the rendered container --------------------------
