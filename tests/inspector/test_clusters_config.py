@@ -67,6 +67,10 @@ clusters:
     ("clusters:\n  - {name: a, eks_cluster: prod, region: eu-west-1, role_arn: 'arn:aws:iam::1:role/x'}\n",
      "is not an IAM role ARN"),
     ("clusters:\n  - {name: a, eks_cluster: prod, region: moon-1}\n", "is not an AWS region name"),
+    # Unicode digits are digits to an unqualified \\d: the chart and ECS (ASCII) refuse them, so must we
+    ("clusters:\n  - {name: a, eks_cluster: prod, region: us-east-\u0661}\n", "is not an AWS region name"),
+    ("clusters:\n  - {name: a, eks_cluster: prod, region: eu-west-1, role_arn: 'arn:aws:iam::"
+     + "\u0661" * 12 + ":role/x'}\n", "is not an IAM role ARN"),
     ("clusters:\n  - {name: a, context: [x]}\n", "is not a kubeconfig context name"),
     ("clusters:\n  - {name: a, kubeconfig: /nonexistent/kc}\n", "is not a file"),
     ("clusters:\n  - a\n", "expected a mapping"),

@@ -26,8 +26,8 @@ KEYS = ("name", "context", "kubeconfig", "eks_cluster", "region", "role_arn")
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _EKS_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9\-_]{0,99}")
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+", re.ASCII)  # ASCII: \d is any Unicode digit otherwise
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
 _CONTEXT = re.compile(r"[^\x00-\x1f\x7f]{1,253}")
 
 
