@@ -28,6 +28,12 @@ READ_HIGH_WATER = 256 * 1024  # buffered answer bytes at which reading from the 
 # The most an answer's status line and headers may take, as httpcore bounds them (its
 # MAX_INCOMPLETE_EVENT_SIZE): an upstream sending headers without end is cut off, not buffered.
 MAX_ANSWER_HEAD_BYTES = 100 * 1024
+# A kept-alive connection idle this long is closed rather than reused. uvicorn (the stock server,
+# FastMCP) and Node's http server close theirs after 5 s idle; when the gateway's loop is busy,
+# that close can still be unread when the pool hands the connection to the next call, which is
+# then written into a closed connection and answered 502, and a POST cannot be retried safely
+# (the upstream may have run it). httpx expired its connections at 5 s, the same as uvicorn.
+IDLE_EXPIRY = 4.0
 
 
 def supports(url: str) -> bool:
@@ -54,6 +60,7 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._head_bytes = 0  # received while the answer's head is incomplete (MAX_ANSWER_HEAD_BYTES)
         self._until_close = False  # the answer's body ends when the upstream closes (no length, not chunked)
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -232,11 +239,13 @@ class UpstreamClient:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def _connection(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()  # the most recently used: least likely to have been closed idle
-            if not conn.closed:
-                return conn
         loop = asyncio.get_running_loop()
+        expired = loop.time() - IDLE_EXPIRY
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: the ones below it are older still
+            if not conn.closed and conn.idle_since > expired:
+                return conn
+            conn.close()
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(_Connection, self._host, self._port)
@@ -250,6 +259,7 @@ class UpstreamClient:
     def _release(self, conn: _Connection) -> None:
         self._busy.discard(conn)
         if conn.reusable and len(self._idle) < self._max_idle:
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.close()
