@@ -48,8 +48,11 @@ def test_inspector_by_hostname_over_both_transports(local_stack: Stack, host: st
     r = local_stack.doctor(f"http://{host}{path}", "get", {"resource": "deployments", "namespace": SHOP})
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert _steps(out) == ["ok   dns", "ok   tcp", "ok   bypass", "ok   http", "ok   handshake", "ok   tools",
-                           "ok   call"], out
+    assert _steps(out) == ["ok   dns", "ok   tcp", "ok   bypass", "ok   http", "ok   whoami", "ok   handshake",
+                           "ok   tools", "ok   call"], out
+    # the sidecar says who it saw: the client's tagged node, as tailscale serve verified it
+    whoami = next(line for line in out.splitlines() if line.startswith("ok   whoami:"))
+    assert "tag:mcp-client" in whoami and "every tool allowed" in whoami, whoami
     tools = next(line for line in out.splitlines() if line.startswith("ok   tools:"))
     for name in ("get", "describe", "logs", "events"):
         assert name in tools, tools
