@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -132,11 +132,20 @@ class Access:
 
     policy: Policy | None = None
     grants: bool = False
-    _reasons: set[str] | None = None
+    _reasons: set[str] = field(default_factory=set)  # malformed reasons already logged
 
     @property
     def active(self) -> bool:
         return self.policy is not None or self.grants
+
+    @property
+    def rule(self) -> str:
+        """How tools are decided, in words (whoami, doctor)."""
+        if self.policy is not None and self.grants:
+            return "policy file and tailnet grants must both allow"
+        if self.grants:
+            return "tailnet grants"
+        return "policy file" if self.policy is not None else "no tool policy: every tool allowed"
 
     def allows(self, who: Identity, tool: str) -> bool:
         """Whether `who` may call (and see) `tool`: every configured source must say yes."""
@@ -153,8 +162,6 @@ class Access:
         grant = who.grant
         if grant is None or grant.error is None:
             return
-        if self._reasons is None:
-            self._reasons = set()
         if grant.error in self._reasons:
             return
         if len(self._reasons) < MAX_REASONS_LOGGED:

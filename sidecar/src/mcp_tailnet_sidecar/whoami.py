@@ -18,9 +18,7 @@ from mcp_tailnet_sidecar.identity import Identity
 def whoami(who: Identity, access: Access, server_name: str | None) -> dict[str, Any]:
     grant = who.grant
     decision: dict[str, Any] = {
-        "rule": ("policy file and tailnet grants must both allow" if access.policy is not None and access.grants
-                 else "tailnet grants" if access.grants else "policy file" if access.policy is not None
-                 else "no tool policy: every tool allowed"),
+        "rule": access.rule,
         "tailnet_grants": access.grants,
         "server_name": server_name,
         "policy_file": access.policy is not None,

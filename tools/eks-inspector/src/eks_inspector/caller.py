@@ -131,7 +131,7 @@ def from_headers(headers: Headers) -> Caller:
 
 
 @contextlib.contextmanager
-def acting_for(who: Caller | None) -> Iterator[None]:
+def acting_for(who: Caller | _Own | None) -> Iterator[None]:
     """Run the body (one tool call, in its worker thread) on behalf of `who`."""
     token = _acting.set(who)
     try:
@@ -140,14 +140,9 @@ def acting_for(who: Caller | None) -> Iterator[None]:
         _acting.reset(token)
 
 
-@contextlib.contextmanager
-def as_inspector() -> Iterator[None]:
+def as_inspector() -> contextlib.AbstractContextManager[None]:
     """Run the body with the inspector's own identity (discovery: one cache for every caller)."""
-    token = _acting.set(INSPECTOR)
-    try:
-        yield
-    finally:
-        _acting.reset(token)
+    return acting_for(INSPECTOR)
 
 
 def acting() -> Caller | _Own | None:

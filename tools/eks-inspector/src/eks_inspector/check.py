@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from eks_inspector import caller
-from eks_inspector.clusters import Registry
+from eks_inspector.clusters import Registry, registry_of
 from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError, Op
@@ -56,7 +56,7 @@ def _probe(registry: Registry, out: Outcome, limit: float) -> None:
 
 def check_clusters(ins: Inspector, limit: float = CHECK_TIMEOUT) -> list[Outcome]:
     """Every served cluster (`default` first), asked in batches of MAX_PARALLEL, each bounded by `limit`."""
-    registry = ins.clusters if ins.clusters is not None else Registry(ins)
+    registry = registry_of(ins)
     outcomes = [Outcome(name) for name in registry.names]
     done: list[Outcome] = []
     for start in range(0, len(outcomes), MAX_PARALLEL):

@@ -140,12 +140,17 @@ class Registry:
                          clusters=self, aws=session)
 
 
+def registry_of(ins: Inspector) -> Registry:
+    """The Registry of `ins`'s clusters, made on first use (an Inspector built without one, as in tests)."""
+    return ins.clusters if ins.clusters is not None else Registry(ins)
+
+
 def pick(ins: Inspector, kwargs: dict[str, Any], eks_tool: bool) -> Inspector:
     """Take `cluster` (a configured name) out of a call's arguments and return that cluster's
     Inspector. An EKS tool is handed the EKS cluster name the operator configured for it,
     so its own `cluster` argument can never be set by the caller."""
     name = kwargs.pop("cluster", None)
-    target = ins.clusters.inspector(name) if ins.clusters is not None else Registry(ins).inspector(name)
+    target = registry_of(ins).inspector(name)
     if eks_tool:
         if not target.settings.eks_cluster:
             shown = name or DEFAULT_CLUSTER

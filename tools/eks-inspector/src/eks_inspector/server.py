@@ -22,7 +22,7 @@ from pydantic import Field
 
 from eks_inspector import __version__, caller
 from eks_inspector.config import Impersonate
-from eks_inspector.clusters import Registry, pick
+from eks_inspector.clusters import pick, registry_of
 from eks_inspector.context import Inspector
 from eks_inspector.deadline import call_deadline
 from eks_inspector.errors import InspectorError
@@ -90,7 +90,7 @@ def caller_of(ins: Inspector, ctx: Context | None) -> caller.Caller | None:
 
 def _cluster_param(ins: Inspector) -> inspect.Parameter:
     """Every tool's `cluster`: a configured name only (never a context, endpoint or role)."""
-    names = ins.clusters.names if ins.clusters is not None else ["default"]
+    names = registry_of(ins).names
     shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
     return inspect.Parameter("cluster", inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[str | None, Field(description=f"{PARAMS['cluster']}: {shown}")])
@@ -126,20 +126,20 @@ def _guarded(ins: Inspector, name: str, fn: Callable[..., Answer], open_world: b
         outcome = "ok"
         ctx = kwargs.pop(CONTEXT_PARAM, None)
         asked = kwargs.get("cluster")  # logged only when configured: the caller's text stays out of logs
-        known = ins.clusters is not None and asked in ins.clusters.names
+        known = asked in registry_of(ins).names
         target_name = None if asked is None else (asked if known else "(unknown)")
         who: caller.Caller | None = None
         try:
             try:
                 who = caller_of(ins, ctx)
-            except InspectorError:
+            except InspectorError as exc:
                 outcome = "refused"
-                raise
+                return ins.renderer.error(str(exc))
             with anyio.fail_after(timeout):
                 return await anyio.to_thread.run_sync(functools.partial(answer, started + timeout, who, kwargs),
                                                       abandon_on_cancel=True)
         except InspectorError as exc:
-            outcome = "refused" if outcome == "refused" else "error"
+            outcome = "error"
             return ins.renderer.error(str(exc))
         except TimeoutError:
             outcome = "timeout"
@@ -230,8 +230,7 @@ def build(ins: Inspector) -> MCPServer:
         instructions="Read-only, kubectl-style inspection of a Kubernetes/EKS cluster. Secrets never leave; "
                      "answers are capped; follow continue tokens for more.",
     )
-    if ins.clusters is None:
-        Registry(ins)  # every configured cluster, built on first use
+    registry_of(ins)  # every configured cluster, each built on first use
     tools = TOOLS + (EKS_TOOLS if eks_tools_enabled(ins) else [])
     for name, fn, title, description in tools:
         mcp.add_tool(

@@ -10,6 +10,7 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from eks_inspector.clusters import registry_of
 from eks_inspector.clusters_config import DEFAULT_CLUSTER
 from eks_inspector.context import Inspector
 from eks_inspector.deadline import remaining
@@ -30,12 +31,12 @@ def _default_source(ins: Inspector) -> dict[str, str]:
 
 
 def _probe(ins: Inspector, name: str) -> dict[str, Any]:
-    registry = ins.clusters
-    spec = registry.spec(name) if registry is not None else None
+    registry = registry_of(ins)
+    spec = registry.spec(name)
     row: dict[str, Any] = {"name": name, "default": name == DEFAULT_CLUSTER,
                            "source": spec.source() if spec is not None else _default_source(ins)}
     try:
-        target = registry.inspector(name) if registry is not None else ins
+        target = registry.inspector(name)
         row["server"] = target.kube.api.configuration.host
         version = target.kube.get("/version", Op("get", "version"),
                                   timeout=remaining(PROBE_TIMEOUT, f"cluster {name}"))
@@ -46,7 +47,7 @@ def _probe(ins: Inspector, name: str) -> dict[str, Any]:
 
 def clusters(ins: Inspector) -> Document:
     """List the clusters this server serves (pass a name as `cluster` to any tool)."""
-    names = ins.clusters.names if ins.clusters is not None else [DEFAULT_CLUSTER]
+    names = registry_of(ins).names
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(names))) as pool:
         # each probe carries this call's context: its deadline and caller
         futures = [pool.submit(contextvars.copy_context().run, _probe, ins, n) for n in names]
