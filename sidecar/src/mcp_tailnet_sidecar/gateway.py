@@ -30,6 +30,7 @@ responses.py (what the gateway answers itself).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -198,7 +199,7 @@ class Gateway:
                 await self._handle(route, scope, receive, counting_send)
             except Reject as rej:
                 if rej.reason is not None:
-                    self.metrics.refused.labels(rej.reason.value).inc()
+                    self.metrics.of(self.metrics.refused, rej.reason.value).inc()
                 if status_box[0]:  # the response had already started; all we can do is stop
                     logger.warning("aborting response after it started: %s", rej.message)
                 elif rej.answer is not None:
@@ -211,7 +212,7 @@ class Gateway:
                 with contextlib.suppress(Exception):  # the connection may already be unusable
                     await plain(counting_send, 500, "the gateway failed on this request; see its log")
         finally:
-            self.metrics.requests.labels(label, scope["method"], str(status_box[0])).inc()
+            self.metrics.of(self.metrics.requests, label, scope["method"], str(status_box[0])).inc()
 
     # -- one request ---------------------------------------------------------------
 
@@ -322,7 +323,7 @@ class Gateway:
         request = self.client.build_request(method, url, headers=upstream_headers, content=body)
         started = time.monotonic()
         try:
-            with anyio.fail_after(self.config.request_timeout):
+            async with asyncio.timeout(self.config.request_timeout):
                 response = await self.client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             self._fail_pending(tracker, sse_session, added, "upstream_unavailable", transport)
@@ -331,7 +332,7 @@ class Gateway:
             self._fail_pending(tracker, sse_session, added, "timeout", transport)
             raise Reject(504, f"the MCP server at {self.upstream} sent no response within "
                                f"{self.config.request_timeout:g} s") from None
-        self.metrics.upstream_latency.labels(route.served).observe(time.monotonic() - started)
+        self.metrics.of(self.metrics.upstream_latency, route.served).observe(time.monotonic() - started)
         if route.kind is RouteKind.STREAMABLE_HTTP and not modern:
             self._note_session(method, mcp_sid, response, identity, scope["path"])
 
@@ -392,7 +393,7 @@ class Gateway:
         chunks: list[bytes] = []
         size = 0
         try:
-            with anyio.fail_after(self.config.body_read_timeout):
+            async with asyncio.timeout(self.config.body_read_timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -516,7 +517,7 @@ class Gateway:
     def _call_done(self, entry: Pending, outcome: str, code: int | None, transport: Transport) -> None:
         if entry.kind != "call":
             return
-        self.metrics.tool_calls.labels(outcome).inc()
+        self.metrics.of(self.metrics.tool_calls, outcome).inc()
         audit.tool_call(entry, outcome, transport=transport.value, error_code=code)
 
     def _fail_pending(self, tracker: Tracker, sse_session: SseSession | None, added: list[str],
@@ -567,7 +568,7 @@ class Gateway:
             watcher = sse = SseStreamWatcher(
                 self.routes, self._sse_sessions, stream_raw_path=_raw_path(scope), owner=identity.owner,
                 inject=relay.injector(), max_pending=c.max_pending, settle_for=self._settle,
-                on_refused=lambda why: self.metrics.refused.labels(Refused.SSE_ENDPOINT.value).inc())
+                on_refused=lambda why: self.metrics.of(self.metrics.refused, Refused.SSE_ENDPOINT.value).inc())
         else:
             watcher = AnswerWatcher(tracker, self._settle(tracker, route.transport))
         self._streams.add(relay)

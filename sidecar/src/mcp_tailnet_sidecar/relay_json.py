@@ -7,12 +7,12 @@ SIDECAR_MAX_JSON_RESPONSE_BYTES and SIDECAR_REQUEST_TIMEOUT. Anything else strea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 import httpx
 
 from mcp_tailnet_sidecar.jsonrpc import decode_messages
@@ -49,7 +49,7 @@ async def relay_bytes(response: httpx.Response, send: Send, request_timeout: flo
     chunks = response.aiter_raw()
     while True:
         try:
-            with anyio.fail_after(request_timeout):
+            async with asyncio.timeout(request_timeout):
                 chunk = await chunks.__anext__()
         except StopAsyncIteration:
             break
@@ -63,7 +63,7 @@ async def relay_bytes(response: httpx.Response, send: Send, request_timeout: flo
 async def relay_json(response: httpx.Response, send: Send, settle: Settle, *, max_bytes: int,
                      request_timeout: float) -> None:
     body = bytearray()
-    with anyio.fail_after(request_timeout):
+    async with asyncio.timeout(request_timeout):
         async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) > max_bytes:
