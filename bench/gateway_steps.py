@@ -66,16 +66,22 @@ class Step:
     steps: str
 
 
+# This session's cuts, undone together for the rows before them (each row's code as it was then).
+CUTS = "anyio-timeouts,label-lookups,log-record-fields,httpx-request"
 STEPS = (
     Step("gw-shipped", "gateway as shipped before (no sniffio, h11, asyncio loop, httpx)",
-         "no-sniffio,h11,no-uvloop,httpx"),
-    Step("gw-sniffio", "+ sniffio (step 1)", "h11,no-uvloop,httpx"),
-    Step("gw-httptools", "+ httptools (step 2a)", "no-uvloop,httpx"),
-    Step("gw-uvloop", "+ uvloop (step 2b; optional extra, not in the image)", "httpx"),
-    Step("gw-upstream", "httptools + UpstreamClient (step 4; the gateway as committed now, as the image runs it)",
-         "no-uvloop"),
-    Step("gw-upstream-uvloop", "httptools + UpstreamClient + uvloop (steps 2-4; the CLI where uvloop is installed)",
-         ""),
+         f"no-sniffio,h11,no-uvloop,httpx,{CUTS}"),
+    Step("gw-sniffio", "+ sniffio (step 1)", f"h11,no-uvloop,httpx,{CUTS}"),
+    Step("gw-httptools", "+ httptools (step 2a)", f"no-uvloop,httpx,{CUTS}"),
+    Step("gw-uvloop", "+ uvloop (step 2b; optional extra, not in the image)", f"httpx,{CUTS}"),
+    Step("gw-upstream", "httptools + UpstreamClient (step 4)", f"no-uvloop,{CUTS}"),
+    Step("gw-timeouts", "+ asyncio.timeout instead of anyio cancel scopes (step 5a)",
+         "no-uvloop,label-lookups,log-record-fields,httpx-request"),
+    Step("gw-labels", "+ metric children memoised (step 5b)", "no-uvloop,log-record-fields,httpx-request"),
+    Step("gw-logrecords", "+ log records without caller/thread/process fields (step 5c)", "no-uvloop,httpx-request"),
+    Step("gw-now", "+ UpstreamRequest instead of httpx.Request (step 5d; the gateway as committed now, as the "
+         "image runs it)", "no-uvloop"),
+    Step("gw-now-uvloop", "+ uvloop (the CLI where uvloop is installed)", ""),
 )
 
 
@@ -175,7 +181,7 @@ def report(args: argparse.Namespace, paths: list[NativePath], load: LoadSampler)
             + " | " + f"{sum(r.failed for r in rs)} of {sum(r.requests for r in rs):,} |")
     lines.append("")
     now = paths[-1].key
-    for key in ("gw-httptools", "gw-upstream", now):
+    for key in ("gw-upstream", "gw-now", now):
         rs = [by.get((key, c)) for c in conns]
         if not all(rs):
             continue
