@@ -6,7 +6,10 @@ One lab network namespace holds the stock MCP server (127.0.0.1:8080), nginx in 
 process per step, each on its own loopback alias (TCP, as the non-root default listens), all in
 front of the same server, policy and audit on. A step is switched off or on in its gateway
 by bench/gateway_variants/sitecustomize.py (BENCH_GATEWAY_STEPS), so every row runs this
-checkout's code and differs from the row above it by one step. wrk drives every path at 1 and
+checkout's code and differs from the row above it by one step. Beside them, the two floors of
+bench/relay_floors.py (a byte pipe; uvicorn + a minimal relay through UpstreamClient) show what
+any Python relay, and this architecture without the gateway's own work, cost on the same
+machine in the same rounds. wrk drives every path at 1 and
 8 kept-alive connections in rotating, interleaved rounds (sidecar_bench.measure_native); the
 columns against direct are medians of per-round pairs.
 
@@ -66,7 +69,13 @@ class Step:
     steps: str
 
 
-# This session's cuts, undone together for the rows before them (each row's code as it was then).
+# The floors under the gateway's cost (bench/relay_floors.py): key, label, kind, where it listens.
+FLOORS = (
+    ("floor-pipe", "floor: a byte pipe in asyncio (nothing parsed or judged)", "pipe", "127.0.0.6:9080"),
+    ("floor-asgi", "floor: uvicorn + a minimal ASGI relay through UpstreamClient (no judging, policy, audit)",
+     "asgi", "127.0.0.7:9080"),
+)
+# Step 5's cuts, undone together for the rows before them (each row's code as it was then).
 CUTS = "anyio-timeouts,label-lookups,log-record-fields,httpx-request"
 STEPS = (
     Step("gw-shipped", "gateway as shipped before (no sniffio, h11, asyncio loop, httpx)",
@@ -121,6 +130,15 @@ def run(args: argparse.Namespace) -> str:
                            lambda c, s: wrk_argv(f"http://{NGINX_LISTEN}/mcp", c, s), wrk_env(None), "direct", ns,
                            {"proxy": lambda: tree(nginx.proc.pid) if nginx.proc else [], **server}),
             ]
+            for key, label, kind, hostport in FLOORS:
+                proc = ns.popen([sys.executable, str(BENCH / "relay_floors.py"), kind, "--listen", hostport,
+                                 "--upstream", f"127.0.0.1:{STOCK_PORT}"], stdout=log, stderr=log)
+                stoppable.append(Stopper(lambda proc=proc: stop_proc(proc, 15)))
+                wait_listening(ns, hostport, proc)
+                host = f"127.0.0.1:{STOCK_PORT}" if kind == "pipe" else None  # the pipe relays Host as sent
+                paths.append(NativePath(
+                    key, label, ns, lambda c, s, hp=hostport: wrk_argv(f"http://{hp}/mcp", c, s), wrk_env(host),
+                    "direct", ns, {"proxy": lambda proc=proc: tree(proc.pid), **server}))
             for i, step in enumerate(steps):
                 hostport = f"127.0.0.{10 + i}:9080"
                 gw = AltGateway(ns, workdir / step.key, DNS_NAME, f"tcp:{hostport}", extra_env={
@@ -158,7 +176,10 @@ def report(args: argparse.Namespace, paths: list[NativePath], load: LoadSampler)
         "One namespace: the stock server, nginx in front of it, and one gateway process per step on its own "
         "loopback alias (TCP, as the non-root default), policy and audit on; each gateway runs this checkout "
         "with one step undone or added by `bench/gateway_variants/sitecustomize.py`, so each row differs from "
-        "the one above it by one step. wrk (`bench/mcp_tools_call.lua`, stateless 2026-07-28 `tools/call`, "
+        "the one above it by one step. The two floor rows are `bench/relay_floors.py`: a byte pipe in asyncio "
+        "(the least any Python relay does) and uvicorn serving a minimal ASGI relay through the gateway's "
+        "UpstreamClient (the gateway's architecture without its routing, judging, policy, identity, audit "
+        "or metrics). wrk (`bench/mcp_tools_call.lua`, stateless 2026-07-28 `tools/call`, "
         f"answer checked) at 1 and {args.connections} kept-alive connections; {args.rounds} rounds of "
         f"{args.seconds:g} s per path and connection count, rotating order, after a discarded warm-up. p50 and "
         "calls/s are medians over rounds; added and ratio are medians of per-round pairs with direct; CPU is the "

@@ -59,13 +59,17 @@ class UpstreamRequest:
     content: bytes
 
     def head(self) -> bytes:
-        """The request line and headers; Host and Content-Length added as httpx.Request adds them."""
+        """The request line and headers, byte for byte as from an httpx.Request: Host (unless given) and,
+        for an empty POST/PUT/PATCH without a length or chunking, `Content-Length: 0` before the
+        headers; a body's Content-Length (unless given) after them."""
         names = {k.lower() for k, _ in self.headers}
         lines = [self.method.encode("ascii") + b" " + self.target + b" HTTP/1.1"]
         if b"host" not in names:
             lines.append(b"Host: " + self.host)
+        if not self.content and self.method in BODY_METHODS and not names & {b"content-length", b"transfer-encoding"}:
+            lines.append(b"Content-Length: 0")
         lines += [k + b": " + v for k, v in self.headers]
-        if (self.content or self.method in BODY_METHODS) and not names & {b"content-length", b"transfer-encoding"}:
+        if self.content and b"content-length" not in names:
             lines.append(b"Content-Length: " + str(len(self.content)).encode("ascii"))
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
