@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Answers lost behind Go's reverse proxy: golang/go#40747, as `tailscale serve` meets it.
+
+Through `tailscale serve`, about 1 in 1,000-2,500 `mcp` SDK tool calls answered on an event
+stream ends without its answer ("SSE stream ended without a response"), and serve logs
+"httputil: ReverseProxy read error during body copy: ... use of closed network connection"
+(docs/benchmarks.md, the SDK client rows). This reproduces it on loopback with no tailscale and,
+with `--backend server`, no gateway: bench/serve_body_race/main.go is httputil.ReverseProxy set up
+as serve sets it up, with traces of why it closed the backend connection.
+
+    .venv/bin/python bench/serve_body_race.py [--backend gateway|server] [--rounds 10]
+
+Each round: 100 `echo` calls on 1 session, then 200 over 8 sessions (bench/sidecar_client.py, the
+same worker as the bench). Printed: calls, calls that lost their answer, and the proxy's traces
+counted by kind. Needs the Go toolchain the lab builds tailscaled with (`go` on PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from sidecar_bench import stop_proc  # noqa: E402
+
+from mcp_tailnet_lab.gateway_process import SIDECAR, TAILNET_HOST  # noqa: E402
+from mcp_tailnet_lab.ports import free_port  # noqa: E402
+from mcp_tailnet_lab.waiting import wait_for  # noqa: E402
+
+PROXY_LISTEN = "127.0.0.9"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("gateway", "server"), default="gateway",
+                        help="what the proxy forwards to: the gateway (unix socket) in front of the stock "
+                             "server, or the stock server itself")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sbr-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        binary = work / "serve_body_race"
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=BENCH / "serve_body_race", check=True,
+                       env={**os.environ, "GOFLAGS": "-mod=mod"})
+        port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
+                                      stdout=(work / "stock.log").open("w"), stderr=subprocess.STDOUT))
+        backend, host = f"tcp:127.0.0.1:{port}", f"127.0.0.1:{port}"
+        if args.backend == "gateway":
+            env = {"PATH": os.environ["PATH"], "HOME": str(work), "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{port}",
+                   "SIDECAR_GATEWAY_LISTEN": "unix", "SIDECAR_GATEWAY_SOCKET": str(work / "gw.sock"),
+                   "SIDECAR_HEALTH_SOCKET": str(work / "health.sock"), "SIDECAR_ALLOWED_HOSTS": TAILNET_HOST,
+                   "TS_SOCKET": str(work / "no-tailscaled.sock")}
+            procs.append(subprocess.Popen([SIDECAR, "gateway"], env=env, stdout=(work / "gateway.log").open("w"),
+                                          stderr=subprocess.STDOUT))
+            wait_for(lambda: (work / "gw.sock").exists(), "the gateway's socket", timeout=30)
+            backend, host = str(work / "gw.sock"), TAILNET_HOST
+        listen = f"{PROXY_LISTEN}:{free_port()}"
+        proxy_log = work / "proxy.log"
+        procs.append(subprocess.Popen([str(binary), backend, listen, host], stdout=proxy_log.open("w"),
+                                      stderr=subprocess.STDOUT))
+        time.sleep(1)
+        worker = subprocess.Popen([sys.executable, str(BENCH / "sidecar_client.py"), "--url", f"http://{listen}/mcp",
+                                   "--sessions", "8"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=(work / "worker.log").open("w"), text=True)
+        procs.append(worker)
+        assert worker.stdin is not None and worker.stdout is not None
+        if not json.loads(worker.stdout.readline()).get("ok"):
+            raise SystemExit(f"the client worker did not start; see {work / 'worker.log'}")
+        calls, lost = 0, Counter()
+        for _ in range(args.rounds):
+            for sessions, n in ((1, 100), (8, 200)):
+                worker.stdin.write(json.dumps({"op": "calls", "n": n, "sessions": sessions, "tool": "echo",
+                                               "arguments": {"text": "x"}}) + "\n")
+                worker.stdin.flush()
+                reply = json.loads(worker.stdout.readline())
+                calls += n
+                lost.update(reply.get("errors", {}))
+        worker.stdin.write('{"op": "quit"}\n')
+        worker.stdin.flush()
+        traces = Counter()
+        for line in proxy_log.read_text(errors="replace").splitlines():
+            if "TRACE inbound request body read failed" in line:
+                traces["inbound request body read failed: " + line.split("failed: ", 1)[1]] += 1
+            elif "ReverseProxy read error during body copy" in line:
+                traces["ReverseProxy read error during body copy"] += 1
+            elif "persistConn).writeLoop" in line:
+                traces["backend connection closed by persistConn.writeLoop (a failed request write)"] += 1
+        print(json.dumps({"backend": args.backend, "calls": calls, "answers_lost": dict(lost),
+                          "proxy_traces": dict(traces)}, indent=2))
+        return 0
+    finally:
+        for p in reversed(procs):
+            stop_proc(p, 10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module serve_body_race
+
+go 1.26
