@@ -32,9 +32,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from sidecar_bench import stop_proc  # noqa: E402
 
-from mcp_tailnet_lab.gateway_process import SIDECAR, TAILNET_HOST  # noqa: E402
+from mcp_tailnet_lab.gateway_process import TAILNET_HOST, start_gateway, start_stock_server  # noqa: E402
 from mcp_tailnet_lab.ports import free_port  # noqa: E402
-from mcp_tailnet_lab.waiting import wait_for  # noqa: E402
 
 PROXY_LISTEN = "127.0.0.9"
 
@@ -52,19 +51,13 @@ def main() -> int:
         binary = work / "serve_body_race"
         subprocess.run(["go", "build", "-o", str(binary), "."], cwd=BENCH / "serve_body_race", check=True,
                        env={**os.environ, "GOFLAGS": "-mod=mod"})
-        port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "mcp_tailnet_lab.stock_mcp_server", "--port", str(port)],
-                                      stdout=(work / "stock.log").open("w"), stderr=subprocess.STDOUT))
-        backend, host = f"tcp:127.0.0.1:{port}", f"127.0.0.1:{port}"
+        stock = start_stock_server(log=work / "stock.log")
+        procs.append(stock.proc)
+        backend, host = f"tcp:127.0.0.1:{stock.port}", f"127.0.0.1:{stock.port}"
         if args.backend == "gateway":
-            env = {"PATH": os.environ["PATH"], "HOME": str(work), "SIDECAR_UPSTREAM_URL": f"http://127.0.0.1:{port}",
-                   "SIDECAR_GATEWAY_LISTEN": "unix", "SIDECAR_GATEWAY_SOCKET": str(work / "gw.sock"),
-                   "SIDECAR_HEALTH_SOCKET": str(work / "health.sock"), "SIDECAR_ALLOWED_HOSTS": TAILNET_HOST,
-                   "TS_SOCKET": str(work / "no-tailscaled.sock")}
-            procs.append(subprocess.Popen([SIDECAR, "gateway"], env=env, stdout=(work / "gateway.log").open("w"),
-                                          stderr=subprocess.STDOUT))
-            wait_for(lambda: (work / "gw.sock").exists(), "the gateway's socket", timeout=30)
-            backend, host = str(work / "gw.sock"), TAILNET_HOST
+            gw = start_gateway(stock.url, work)
+            procs.append(gw.proc)
+            backend, host = str(gw.socket), TAILNET_HOST
         listen = f"{PROXY_LISTEN}:{free_port()}"
         proxy_log = work / "proxy.log"
         procs.append(subprocess.Popen([str(binary), backend, listen, host], stdout=proxy_log.open("w"),

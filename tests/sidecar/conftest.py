@@ -8,6 +8,8 @@ directories (sun_path is 108 bytes) with a per-run prefix.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,16 @@ from mcp_tailnet_lab.gateway_process import (  # noqa: F401 - SIDECAR, TAILNET_H
 from mcp_tailnet_lab.ports import free_port  # noqa: F401 - re-exported for the tests
 from mcp_tailnet_lab.waiting import wait_for  # noqa: F401 - re-exported for the tests
 
+# A stateless 2026-07-28 `tools/call` of the stock server's `add`, as raw bytes and header pairs:
+# what the UpstreamClient tests send straight to the stock server.
+ADD_CALL = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "add", "arguments": {"a": 2, "b": 3},
+                                  "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                                            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                                            "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
+ADD_CALL_HEADERS = [(b"content-type", b"application/json"), (b"accept", b"application/json, text/event-stream"),
+                    (b"mcp-method", b"tools/call"), (b"mcp-name", b"add"), (b"mcp-protocol-version", b"2026-07-28")]
+
 NONROOT_UID = 65532  # the images' user (images/sidecar/Dockerfile, manifests' runAsUser)
 # The dev venv's interpreter lives under /root (mode 0700), out of reach of uid 65532, so
 # the non-root sidecar runs on the system's Python 3.11 with the venv's site-packages
@@ -48,6 +60,14 @@ def nonroot_sidecar_argv(*args: str) -> list[str]:
                              f"(uid {NONROOT_UID} cannot run the venv's interpreter under /root)")
     return ["setpriv", f"--reuid={NONROOT_UID}", f"--regid={NONROOT_UID}", "--clear-groups", "--no-new-privs",
             SYSTEM_PYTHON, "-S", "-c", _NONROOT_MAIN.format(sp=str(site_packages)), *args]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_run(request):
+    """Each test on asyncio's loop and on uvloop's (its transports differ: not asyncio.Transport)."""
+    if request.param == "uvloop":
+        return pytest.importorskip("uvloop", reason="uvloop is the sidecar's optional `uvloop` extra").run
+    return asyncio.run
 
 
 @pytest.fixture

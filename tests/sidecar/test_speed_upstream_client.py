@@ -23,15 +23,7 @@ import pytest
 
 from mcp_tailnet_sidecar.upstream_client import MAX_ANSWER_HEAD_BYTES, UpstreamClient, supports
 
-from .conftest import free_port
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def loop_run(request):
-    """Each test on asyncio's loop and on uvloop's (its transports differ: not asyncio.Transport)."""
-    if request.param == "uvloop":
-        return pytest.importorskip("uvloop", reason="uvloop is the sidecar's optional `uvloop` extra").run
-    return asyncio.run
-
+from .conftest import ADD_CALL, ADD_CALL_HEADERS, free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -101,20 +93,12 @@ async def _call(client: UpstreamClient, path: str, body: bytes = b"", method: st
 
 
 def test_stock_server_call_and_one_kept_alive_connection(stock_server, loop_run):
-    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": "add", "arguments": {"a": 2, "b": 3},
-                                  "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                                            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-                                            "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"accept", b"application/json, text/event-stream"),
-               (b"mcp-method", b"tools/call"), (b"mcp-name", b"add"), (b"mcp-protocol-version", b"2026-07-28")]
-
     async def main() -> None:
         client = UpstreamClient(stock_server.url, connect_timeout=5)
         try:
             for _ in range(5):
-                r = await client.send(client.build_request("POST", f"{stock_server.url}/mcp", headers=headers,
-                                                           content=call))
+                r = await client.send(client.build_request("POST", f"{stock_server.url}/mcp", headers=ADD_CALL_HEADERS,
+                                                           content=ADD_CALL))
                 body = await r.aread()
                 await r.aclose()
                 assert r.status_code == 200, body

@@ -14,33 +14,18 @@ blocked past the upstream's keep-alive, then the next call.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import pytest
-
 from mcp_tailnet_sidecar.upstream_client import IDLE_EXPIRY, UpstreamClient
 
+from .conftest import ADD_CALL, ADD_CALL_HEADERS
+
 UVICORN_KEEP_ALIVE = 5.0  # uvicorn's default timeout_keep_alive, which the stock server keeps
-CALL = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                   "params": {"name": "add", "arguments": {"a": 2, "b": 3},
-                              "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                                        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-                                        "io.modelcontextprotocol/clientCapabilities": {}}}}).encode()
-HEADERS = [(b"content-type", b"application/json"), (b"accept", b"application/json, text/event-stream"),
-           (b"mcp-method", b"tools/call"), (b"mcp-name", b"add"), (b"mcp-protocol-version", b"2026-07-28")]
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def loop_run(request):
-    if request.param == "uvloop":
-        return pytest.importorskip("uvloop", reason="uvloop is the sidecar's optional `uvloop` extra").run
-    return asyncio.run
 
 
 async def _call(client: UpstreamClient, url: str) -> int:
-    r = await client.send(client.build_request("POST", f"{url}/mcp", headers=HEADERS, content=CALL))
+    r = await client.send(client.build_request("POST", f"{url}/mcp", headers=ADD_CALL_HEADERS, content=ADD_CALL))
     try:
         body = await r.aread()
     finally:
