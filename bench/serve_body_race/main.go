@@ -5,6 +5,10 @@
 // a read of the inbound request body that fails, and the stack that closed the backend
 // connection a response was still being read from. bench/serve_body_race.py drives it.
 //
+// With TAIL_DELAY (a Go duration), the transport's read of the body past its declared length
+// waits that long first: the race window a busy machine opens by descheduling the transport's
+// writeLoop goroutine, made wide enough to hit on every call that meets it.
+//
 //	serve_body_race BACKEND LISTEN HOST   (BACKEND: /path/to.sock or tcp:HOST:PORT)
 package main
 
@@ -48,11 +52,20 @@ func (c *tracedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// tracedBody reports a failing read of the inbound (client's) request body.
-type tracedBody struct{ io.ReadCloser }
+// tracedBody reports a failing read of the inbound (client's) request body, and delays
+// the read past the declared length by tailDelay.
+type tracedBody struct {
+	io.ReadCloser
+	declared, read int64
+	tailDelay      time.Duration
+}
 
-func (b tracedBody) Read(p []byte) (int, error) {
+func (b *tracedBody) Read(p []byte) (int, error) {
+	if b.tailDelay > 0 && b.read >= b.declared {
+		time.Sleep(b.tailDelay)
+	}
 	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
 	if err != nil && err != io.EOF {
 		log.Printf("TRACE inbound request body read failed: %v", err)
 	}
@@ -64,6 +77,14 @@ func main() {
 		log.Fatal("usage: serve_body_race BACKEND LISTEN HOST")
 	}
 	backend, listen, host := os.Args[1], os.Args[2], os.Args[3]
+	var tailDelay time.Duration
+	if v := os.Getenv("TAIL_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			log.Fatalf("TAIL_DELAY: %v", err)
+		}
+		tailDelay = d
+	}
 	network, addr := "unix", backend
 	if strings.HasPrefix(backend, "tcp:") {
 		network, addr = "tcp", strings.TrimPrefix(backend, "tcp:")
@@ -84,7 +105,7 @@ func main() {
 		r.SetURL(target)
 		r.Out.Host = host
 		if r.Out.Body != nil {
-			r.Out.Body = tracedBody{r.Out.Body}
+			r.Out.Body = &tracedBody{ReadCloser: r.Out.Body, declared: r.In.ContentLength, tailDelay: tailDelay}
 		}
 	}}
 	log.Fatal(http.ListenAndServe(listen, proxy))

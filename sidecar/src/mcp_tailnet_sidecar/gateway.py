@@ -71,9 +71,10 @@ from mcp_tailnet_sidecar.names import NodeNames
 from mcp_tailnet_sidecar.policy import Policy
 from mcp_tailnet_sidecar.relay_events import INJECT, AnswerWatcher, EventRelay
 from mcp_tailnet_sidecar.relay_json import Settle, relay_bytes, relay_json
-from mcp_tailnet_sidecar.responses import HOP_BY_HOP, Refused, Reject, json_answer, plain, start
+from mcp_tailnet_sidecar.responses import HOP_BY_HOP, Refused, Reject, head, json_answer, plain
 from mcp_tailnet_sidecar.routes import Route, RouteKind, Routes, Transport
 from mcp_tailnet_sidecar.sessions import McpSession, SessionTable, SseSession, SseSessionTable
+from mcp_tailnet_sidecar.serving import writes_together
 from mcp_tailnet_sidecar.settings import Settings
 from mcp_tailnet_sidecar.sse import json_event
 from mcp_tailnet_sidecar.sse_transport import SseStreamWatcher
@@ -557,7 +558,6 @@ class Gateway:
         extra = [(b"x-accel-buffering", b"no")]
         if "cache-control" not in response.headers:
             extra.append((b"cache-control", b"no-cache"))
-        await start(send, response, extra)
         c = self.config
         relay = EventRelay(keepalive_interval=c.keepalive_interval, max_event_bytes=c.max_event_bytes,
                            draining=lambda: self.draining)
@@ -574,7 +574,8 @@ class Gateway:
         self._streams.add(relay)
         self.metrics.sse_streams.inc()
         try:
-            await relay.run(response, send, receive, watcher)
+            await relay.run(response, head(response, extra), send, receive, watcher,
+                            hold_head=scope["method"] != "GET", together=writes_together(scope))
         finally:
             self._streams.discard(relay)
             self.metrics.sse_streams.dec()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import anyio
@@ -30,6 +31,13 @@ DRAIN = "drain"
 _DATA, _EOF = "data", "eof"
 ENDPOINT_EVENT = "endpoint"  # the legacy SSE transport's announcement of its message endpoint
 QUEUE = 64  # upstream chunks buffered ahead of the client
+# An answer to a request with a body starts (its head goes to the client) in one write with its
+# first event, or alone after this long without one. Behind `tailscale serve`, a head that reaches
+# serve before serve has finished with the request's body makes serve close the backend connection
+# the rest of the answer was coming on (golang/go#40747, docs/design.md fact 20); written with its
+# first event, the answer is in serve's read buffer with its head. The client can do nothing with a
+# head alone, so holding it costs no time it sees.
+HEAD_HOLD = 1.0
 
 
 class CloseStream(Exception):
@@ -63,9 +71,28 @@ class EventRelay:
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
 
-    async def run(self, response: httpx.Response, send: Send, receive: Receive, watcher: StreamWatcher) -> None:
-        """Relay the body of `response` (its headers were sent) until it ends, the client goes or the watcher says."""
+    async def run(self, response: httpx.Response, head: dict[str, Any], send: Send, receive: Receive,
+                  watcher: StreamWatcher, *, hold_head: bool,
+                  together: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+        """Relay `response`, its head first, until it ends, the client goes or the watcher says.
+
+        With `hold_head`, the head waits for the first event (HEAD_HOLD at most) and goes out
+        with it inside `together()` (serving.WRITE_TOGETHER: one write)."""
         tx, rx, splitter = self._tx, self._rx, self.splitter
+        head_due = anyio.current_time() + HEAD_HOLD if hold_head else None  # None once the head went
+        if head_due is None:
+            await send(head)
+
+        async def send_body(body: bytes, more: bool) -> None:
+            nonlocal head_due
+            message = {"type": "http.response.body", "body": body, "more_body": more}
+            if head_due is None:
+                await send(message)
+                return
+            head_due = None
+            with together():
+                await send(head)
+                await send(message)
 
         async def pump(task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
             async with tx:
@@ -94,12 +121,17 @@ class EventRelay:
                         if self.draining() and not watcher.owes_answers() and not splitter.partial:
                             break
                         timeout = self.keepalive if not self.draining() else min(self.keepalive or 0.5, 0.5)
+                        if head_due is not None:
+                            timeout = min(timeout or HEAD_HOLD, max(0.0, head_due - anyio.current_time()))
                         item = None
                         with anyio.move_on_after(timeout):
                             item = await rx.receive()
                         out = b""
                         if item is None:
-                            if self.keepalive and not splitter.partial and not self.draining():
+                            if head_due is not None and anyio.current_time() >= head_due:
+                                head_due = None  # nothing to say yet: the head alone
+                                await send(head)
+                            elif self.keepalive and not splitter.partial and not self.draining():
                                 out = KEEPALIVE
                         elif item[0] == _DATA:
                             try:
@@ -120,13 +152,13 @@ class EventRelay:
                             out += b"".join(held)
                             held.clear()
                         if out:
-                            await send({"type": "http.response.body", "body": out, "more_body": True})
+                            await send_body(out, True)
                         if closing:
                             break
                 finally:
                     tg.cancel_scope.cancel()
             rx.close()
-            await send({"type": "http.response.body", "body": splitter.flush(), "more_body": False})
+            await send_body(splitter.flush(), False)
         except OSError:  # client gone while we were writing
             pass
         finally:

@@ -86,6 +86,11 @@ def relayed_headers(response: httpx.Response, drop: frozenset[str] = DROP_RESPON
     return raw + list(extra)
 
 
+def head(response: httpx.Response, extra: list[tuple[bytes, bytes]] | tuple[()] = ()) -> dict[str, Any]:
+    """The ASGI start message relaying `response`'s status and headers."""
+    return {"type": "http.response.start", "status": response.status_code,
+            "headers": relayed_headers(response, extra=extra)}
+
+
 async def start(send: Send, response: httpx.Response, extra: list[tuple[bytes, bytes]] | tuple[()] = ()) -> None:
-    await send({"type": "http.response.start", "status": response.status_code,
-                "headers": relayed_headers(response, extra=extra)})
+    await send(head(response, extra))

@@ -9,6 +9,9 @@ Speed (docs/benchmarks.md, "Gateway speed steps"): uvicorn parses HTTP with http
 process runs on uvloop when those are installed (`run`), and falls back to h11 and asyncio's
 own loop when they are not. httptools keeps no bound on a request's head, which h11 did
 (`h11_max_incomplete_event_size`); BoundedHttpTools puts the same bound back.
+
+An app may ask for several writes to go out as one (`WRITE_TOGETHER`, JoinedWrites): the
+gateway sends an event-stream answer's head with its first event that way (relay_events.HEAD_HOLD).
 """
 
 from __future__ import annotations
@@ -41,6 +44,54 @@ KEEP_ALIVE_TIMEOUT = SERVE_IDLE_CONN_TIMEOUT + 30
 # opens new ones in bursts; while the event loop is busy they wait here, and past the backlog
 # the kernel drops their SYNs (a retransmit 1 s later, then 3 s...). uvicorn's own default.
 LISTEN_BACKLOG = 2048
+# An ASGI scope extension: a context manager inside which the connection's writes are joined
+# into one (one send(2), so a reader never sees the first without the rest). Absent under h11.
+WRITE_TOGETHER = "mcp_tailnet.write_together"
+
+
+class JoinedWrites:
+    """A transport whose writes inside `together()` go out as one write.
+
+    uvicorn writes a response's head and each body message with a write of their own, and
+    asyncio sends each at once: two segments, which a reader can take apart. Everything
+    else is the wrapped transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held is None:
+            self._transport.write(data)
+        else:
+            self._held.append(bytes(data))
+
+    def close(self) -> None:
+        self._release()
+        self._transport.close()
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        self._release()
+        self._held = []
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._transport.write(b"".join(held))
+
+
+def writes_together(scope: dict[str, Any]) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """The connection's `together()` when the server offers it, else a context that does nothing."""
+    return scope.get("extensions", {}).get(WRITE_TOGETHER) or contextlib.nullcontext
 
 
 def _installed(module: str) -> bool:
@@ -114,7 +165,18 @@ def http_protocol() -> type[asyncio.Protocol] | str:
             super().on_message_complete()
             self._in_head, self._received = True, 0
 
-    return BoundedHttpTools
+    class GatewayHttpTools(BoundedHttpTools):
+        """BoundedHttpTools offering its apps joined writes (WRITE_TOGETHER)."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self._joined = JoinedWrites(transport)
+            super().connection_made(self._joined)  # type: ignore[arg-type]
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope["extensions"] = {WRITE_TOGETHER: self._joined.together}  # type: ignore[typeddict-unknown-key]
+
+    return GatewayHttpTools
 
 
 class Server(uvicorn.Server):
