@@ -46,7 +46,8 @@ def answers_through(base: str) -> tuple[int, list[str]]:
             "protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "race", "version": "1"}}))
         assert r.status_code == 200, r.text  # initialize answers at once: it loses no race worth asserting on
         session = {**ACCEPT, "Mcp-Session-Id": r.headers["mcp-session-id"], "Mcp-Protocol-Version": VERSION}
-        r = c.post("/mcp", headers=session, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        initialized = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        r = c.post("/mcp", headers=session, content=initialized)
         assert r.status_code == 202, r.text
         came, lost = 0, []
         for rid in range(1, CALLS + 1):

@@ -1,9 +1,10 @@
-"""Relaying an event stream event by event: keepalives between events, injected events, drain.
+"""Relaying an event stream event by event: a held head, keepalives, injected events, drain.
 
 Why event by event: the gateway may add a `: keepalive` comment or an event of its own (a
 policy denial on a legacy SSE stream) only between events, and must see a whole event to
 settle or rewrite the JSON-RPC message it carries. What to do with each event is the
 transport's business (`StreamWatcher`): it may rewrite it, or end the stream (CloseStream).
+An answer to a POST goes out with its head and first event in one write (HEAD_HOLD).
 """
 
 from __future__ import annotations
