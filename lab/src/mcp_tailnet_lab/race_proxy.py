@@ -3,7 +3,7 @@
 The program is bench/serve_body_race/main.go (standard library only). It is built with the
 machine's Go toolchain, the one lab/provision builds tailscaled with, offline (GOPROXY=off,
 GOTOOLCHAIN=local), into the lab cache under the hash of its source, so an edited main.go
-gets a binary of its own. `TAIL_DELAY` widens the window in which serve cuts an answer
+gets a binary of its own; lab/provision (step 42-race-proxy) builds it ahead of the tests. `TAIL_DELAY` widens the window in which serve cuts an answer
 (golang/go#40747, docs/design.md fact 20) so that a test can hit it every time.
 """
 
