@@ -70,7 +70,7 @@ def test_the_race_cuts_a_stock_server_answer_behind_the_proxy(stock_server, shor
     """The control: without the gateway, the proxy's race window costs every answer."""
     with race_proxy.running(f"tcp:127.0.0.1:{stock_server.port}", f"127.0.0.1:{stock_server.port}",
                             short_tmp / "proxy.log", tail_delay=TAIL_DELAY) as base:
-        came, lost = answers_through(base)
+        came, _ = answers_through(base)
     assert came == 0, f"{came} of {CALLS} answers came through: the harness no longer opens the race window"
     assert "ReverseProxy read error during body copy" in (short_tmp / "proxy.log").read_text(errors="replace")
 
