@@ -204,7 +204,8 @@ class Link:
             return f"no answer to initialize within {self.limits.start_timeout:g} s"
         if isinstance(exc, OSError):
             return f"cannot start: {exc.strerror or exc}"
-        return f"{type(exc).__name__}: {str(exc)[:300]}"
+        detail = str(exc)[:300]  # a broken connection often says nothing more than its kind
+        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
     def _headers(self) -> dict[str, str]:
         return {k: reveal(v) for k, v in self.server.headers.items()}
