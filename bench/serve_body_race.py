@@ -89,7 +89,8 @@ def main() -> int:
                 traces["ReverseProxy read error during body copy"] += 1
             elif "persistConn).writeLoop" in line:
                 traces["backend connection closed by persistConn.writeLoop (a failed request write)"] += 1
-        print(json.dumps({"backend": args.backend, "tail_delay": args.tail_delay or None, "calls": calls, "answers_lost": dict(lost),
+        print(json.dumps({"backend": args.backend, "tail_delay": args.tail_delay or None, "calls": calls,
+                          "answers_lost": dict(lost),
                           "proxy_traces": dict(traces)}, indent=2))
         return 0
     finally:

@@ -3,8 +3,9 @@
 The program is bench/serve_body_race/main.go (standard library only). It is built with the
 machine's Go toolchain, the one lab/provision builds tailscaled with, offline (GOPROXY=off,
 GOTOOLCHAIN=local), into the lab cache under the hash of its source, so an edited main.go
-gets a binary of its own; lab/provision (step 42-race-proxy) builds it ahead of the tests. `TAIL_DELAY` widens the window in which serve cuts an answer
-(golang/go#40747, docs/design.md fact 20) so that a test can hit it every time.
+gets a binary of its own; lab/provision (step 42-race-proxy) builds it ahead of the tests.
+`TAIL_DELAY` widens the window in which serve cuts an answer (golang/go#40747,
+docs/design.md fact 20) so that a test can hit it every time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from mcp_tailnet_lab.gateway_process import stop
 from mcp_tailnet_lab.paths import REPO_DIR, MissingComponent, cache_dir
 from mcp_tailnet_lab.ports import free_port
 from mcp_tailnet_lab.waiting import wait_for
@@ -56,21 +58,8 @@ def running(backend: str, host: str, log: Path, *, tail_delay: str = "") -> Iter
         proc = subprocess.Popen([str(binary()), backend, f"{LISTEN_HOST}:{port}", host], stdout=out,
                                 stderr=subprocess.STDOUT, env={**os.environ, "TAIL_DELAY": tail_delay})
     try:
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"the race proxy exited ({proc.returncode}); see {log}")
-            try:
-                socket.create_connection((LISTEN_HOST, port), timeout=1).close()
-            except OSError:
-                return False
-            return True
-
-        wait_for(listening, "the race proxy to listen", timeout=30, interval=0.05)
+        wait_for(lambda: socket.create_connection((LISTEN_HOST, port), timeout=1).close() or True,
+                 f"the race proxy to listen (log: {log})", timeout=30, interval=0.05, proc=proc)
         yield f"http://{LISTEN_HOST}:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, STOP_TIMEOUT)
